@@ -1,0 +1,64 @@
+/**
+ * Evaluation activity: how tightly a lap's reconstructions concentrate on the true curve
+ * (method.md, manifold metrics):
+ *   sinkhorn           debiased Sinkhorn divergence to held-out clean samples (subsampled,
+ *                      stream `metrics/lap-k`);
+ *   curve_distance_*   distance of each reconstruction to the curve: mean, median, p90;
+ *   coverage           fraction of the curve's arc bins with a reconstruction nearby;
+ *   consistency        mean ||A x - y||^2 / (2 s_y^2) against the observations (about m/2
+ *                      for exact posterior samples).
+ */
+import { dataConsistency } from '../models/metrics/consistency.js';
+import { curveCoverage, curveDistances, summarizeDistances } from '../models/metrics/curve.js';
+import { sinkhornDivergence } from '../models/metrics/sinkhorn.js';
+import type { CurveParams } from '../models/manifold.js';
+import { concatRows, takeRows, type NDArray } from '../models/ndarray.js';
+import { Rng } from '../models/rng.js';
+import type { CampaignConfig } from '../workflows/config.js';
+import type { ArtifactRef, EvaluateInput, EvaluateOutput, Metrics } from '../workflows/types.js';
+import { activityContext } from './context.js';
+import { asActivity } from './errors.js';
+import { getTensors, storeFor, tensorOf } from './io.js';
+import { loadSamples, loadShard } from './shards.js';
+import { getJson, type ArtifactStore } from './store/store.js';
+
+export async function manifoldMetrics(
+  store: ArtifactStore,
+  config: CampaignConfig,
+  x: NDArray,
+  clean: ArtifactRef,
+  truth: ArtifactRef,
+  rng: Rng,
+): Promise<Metrics> {
+  const curve = await getJson<CurveParams>(store, truth.key);
+  const reference = tensorOf((await getTensors(store, clean)).tensors, 'x', clean.key, [config.data.dim]);
+  const k = Math.min(config.metrics.samples, x.shape[0], reference.shape[0]);
+  const subset = takeRows(x, rng.permutation(x.shape[0]).subarray(0, k));
+  const distances = summarizeDistances(curveDistances(curve, x));
+  return {
+    sinkhorn: round(sinkhornDivergence(subset, takeRows(reference, rng.permutation(reference.shape[0]).subarray(0, k)), { blur: config.metrics.sinkhornBlur })),
+    curve_distance_mean: round(distances.mean),
+    curve_distance_median: round(distances.median),
+    curve_distance_p90: round(distances.p90),
+    coverage: round(curveCoverage(curve, x, { radius: config.metrics.coverageRadius })),
+  };
+}
+
+function round(x: number): number {
+  return Number(x.toPrecision(6));
+}
+
+export function evaluate(input: EvaluateInput): Promise<EvaluateOutput> {
+  return asActivity(async () => {
+    const started = performance.now();
+    const { config, lap } = input;
+    const store = storeFor(input.store);
+    const x = await loadSamples(store, config, input.samples);
+    const shards = await Promise.all(input.shards.map((shard) => loadShard(store, config, shard)));
+    const y = concatRows(shards.map((s) => s.y));
+    const A = concatRows(shards.map((s) => s.A));
+    const metrics = await manifoldMetrics(store, config, x, input.clean, input.truth, Rng.derive(config.seed, 'metrics', `lap-${lap}`));
+    metrics.consistency = round(dataConsistency(x, y, A, config.channel.noiseStd));
+    return { metrics, seconds: (performance.now() - started) / 1000, attempt: activityContext().attempt };
+  });
+}

@@ -1,0 +1,173 @@
+/**
+ * M-step and final-prior training activities.
+ *
+ * trainConditional (DiffEM M-step, method.md): re-corrupt every reconstruction x_i with a
+ * FRESH operator, y'_i = A'_i x_i + e'_i (streams `recorrupt/lap-k`, `recorrupt-noise/lap-k`;
+ * the observed y_i is never reused), then train the conditional denoiser on (x_i, y'_i, A'_i),
+ * warm-started from the previous lap's (EMA) weights with a fresh optimiser.
+ * Under EM-MMPS the same step trains the unconditional denoiser on the reconstructions.
+ * trainPrior: a fresh unconditional denoiser on the final reconstructions.
+ *
+ * Both checkpoint every `training.checkpointEvery` steps and heartbeat the step and the
+ * checkpoint's key; a retry resumes from that checkpoint and, since every step's draws
+ * derive from (seed, lap, step), ends with the same weights as an uninterrupted run.
+ */
+import { conditioning, conditioningWidth, observe } from '../models/channels/channel.js';
+import { checkParams, initMlpParams, type MlpConfig, type ParamMap } from '../models/denoisers/mlp.js';
+import type { NDArray } from '../models/ndarray.js';
+import { exportMlpToOnnx } from '../models/onnx/export-mlp.js';
+import { Rng } from '../models/rng.js';
+import { sha256Hex } from './store/store.js';
+import { exportedWeights, type TrainCheckpoint } from '../models/training/trainer.js';
+import type { CampaignConfig } from '../workflows/config.js';
+import { lapName } from '../workflows/campaign.js';
+import type { TrainInput, TrainOutput } from '../workflows/types.js';
+import { runTrainingJob } from './compute/run-training.js';
+import { activityContext } from './context.js';
+import { channelOf } from './data.js';
+import { asActivity, BadInputError } from './errors.js';
+import { campaignKey, getTensors, putTensors, storeFor } from './io.js';
+import { loadSamples } from './shards.js';
+
+export function networkConfig(config: CampaignConfig, conditional: boolean): MlpConfig {
+  return {
+    dim: config.data.dim,
+    condDim: conditional ? conditioningWidth(channelOf(config)) : 0,
+    hidden: config.model.hidden,
+    embedDim: config.model.embedDim,
+  };
+}
+
+/** Whether a campaign's M-step trains a conditional model (DiffEM) or the prior itself (EM-MMPS). */
+export function mStepIsConditional(config: CampaignConfig): boolean {
+  return config.method === 'diffem';
+}
+
+export function trainConditional(input: TrainInput): Promise<TrainOutput> {
+  return asActivity(() => train(input, 'train', mStepIsConditional(input.config)));
+}
+
+export function trainPrior(input: TrainInput): Promise<TrainOutput> {
+  return asActivity(() => train(input, 'prior', false));
+}
+
+interface CheckpointDetails {
+  step: number;
+  checkpoint: string;
+}
+
+async function train(input: TrainInput, role: 'train' | 'prior', conditional: boolean): Promise<TrainOutput> {
+  const started = performance.now();
+  const context = activityContext();
+  const { config, campaignId, lap } = input;
+  const store = storeFor(input.store);
+  const network = networkConfig(config, conditional);
+  const dir = role === 'prior' ? ['final', 'prior'] : [lapName(lap), 'train'];
+  const x = await loadSamples(store, config, input.samples);
+  const cond = conditional ? recorrupt(config, lap, x) : null;
+
+  let params: ParamMap;
+  if (input.init) {
+    params = (await getTensors(store, input.init)).tensors;
+    checkParams(network, params, input.init.key);
+  } else {
+    params = initMlpParams(network, Rng.derive(config.seed, role === 'prior' ? 'prior-init' : 'init', `lap-${lap}`));
+  }
+
+  const training = config.training;
+  const steps = role === 'prior' ? config.prior.steps : lap === 0 ? (training.firstSteps ?? training.steps) : training.steps;
+  // A checkpoint is only resumed by the very job that wrote it.
+  const jobDigest = sha256Hex(
+    new TextEncoder().encode(JSON.stringify({ role, lap, steps, training, network, init: input.init?.sha256 ?? null, samples: input.samples.map((s) => s.sha256) })),
+  );
+  const checkpointKey = campaignKey(campaignId, ...dir, 'checkpoint.safetensors');
+  const details = context.heartbeatDetails as Partial<CheckpointDetails> | undefined;
+  const resume = await loadCheckpoint(store, details?.checkpoint ?? checkpointKey, jobDigest);
+
+  const state = await runTrainingJob(
+    {
+      network,
+      data: { x, cond },
+      params,
+      resume,
+      options: {
+        steps,
+        batchSize: training.batchSize,
+        optimizer: { lr: training.lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clip: training.clip, emaDecay: training.emaDecay },
+        lrSchedule: training.lrSchedule,
+        timeDistribution: training.timeDistribution,
+        seed: config.seed,
+        streamPath: [role === 'prior' ? 'prior-train' : 'train', `lap-${lap}`],
+      },
+      sigmaMin: config.schedule.sigmaMin,
+      sigmaMax: config.schedule.sigmaMax,
+      checkpointEvery: training.checkpointEvery,
+      device: config.runtime.device,
+    },
+    {
+      signal: context.signal,
+      onProgress: (step, total, loss) => context.heartbeat({ step, steps: total, loss, checkpoint: checkpointKey }),
+      onCheckpoint: async (checkpoint) => {
+        await saveCheckpoint(store, checkpointKey, checkpoint, jobDigest);
+        context.heartbeat({ step: checkpoint.optimizer.step, steps, checkpoint: checkpointKey });
+      },
+    },
+  );
+
+  const weights = exportedWeights(state);
+  const meta = { campaign: campaignId, lap: String(lap), role, network: JSON.stringify(network) };
+  const weightsRef = await putTensors(store, campaignKey(campaignId, ...dir, 'weights.safetensors'), weights, meta);
+  const onnx = await store.put(campaignKey(campaignId, ...dir, 'denoiser.onnx'), exportMlpToOnnx(network, weights));
+  return {
+    weights: weightsRef,
+    onnx,
+    losses: state.losses.map((l) => Math.round(l * 1e6) / 1e6),
+    steps,
+    resumedFromStep: resume?.optimizer.step ?? 0,
+    seconds: (performance.now() - started) / 1000,
+    attempt: context.attempt,
+  };
+}
+
+/** (x_i, [y'_i, features(A'_i)]) with fresh operators and noise for this lap. */
+function recorrupt(config: CampaignConfig, lap: number, x: NDArray): NDArray {
+  const channel = channelOf(config);
+  const operators = channel.drawOperators(Rng.derive(config.seed, 'recorrupt', `lap-${lap}`), x.shape[0]);
+  const y = observe(Rng.derive(config.seed, 'recorrupt-noise', `lap-${lap}`), operators, x, channel.noiseStd);
+  return conditioning(channel, y, operators);
+}
+
+const GROUPS = ['params', 'm', 'v', 'ema'] as const;
+
+async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: string, state: TrainCheckpoint, jobDigest: string): Promise<void> {
+  const tensors: Record<string, NDArray> = {};
+  const groups: Record<(typeof GROUPS)[number], ParamMap | null> = {
+    params: state.params,
+    m: state.optimizer.m,
+    v: state.optimizer.v,
+    ema: state.optimizer.ema,
+  };
+  for (const group of GROUPS) for (const [name, t] of Object.entries(groups[group] ?? {})) tensors[`${group}/${name}`] = t;
+  await putTensors(store, key, tensors, { step: String(state.optimizer.step), losses: JSON.stringify(state.losses), job: jobDigest });
+}
+
+async function loadCheckpoint(store: ReturnType<typeof storeFor>, key: string, jobDigest: string): Promise<TrainCheckpoint | null> {
+  const head = await store.head(key);
+  if (!head) return null;
+  const { tensors, metadata } = await getTensors(store, head);
+  if (metadata.job !== jobDigest) return null;
+  const groups: Record<string, ParamMap> = { params: {}, m: {}, v: {}, ema: {} };
+  for (const [name, t] of Object.entries(tensors)) {
+    const slash = name.indexOf('/');
+    const group = groups[name.slice(0, slash)];
+    if (!group) throw new BadInputError('ShapeMismatch', `${key}: unexpected tensor '${name}' in checkpoint`);
+    group[name.slice(slash + 1)] = t;
+  }
+  const step = Number(metadata.step);
+  if (!Number.isInteger(step) || step < 0) throw new BadInputError('ShapeMismatch', `${key}: bad step '${metadata.step}' in checkpoint`);
+  return {
+    params: groups.params,
+    optimizer: { step, m: groups.m, v: groups.v, ema: Object.keys(groups.ema).length ? groups.ema : null },
+    losses: JSON.parse(metadata.losses ?? '[]') as number[],
+  };
+}

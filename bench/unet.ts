@@ -1,0 +1,74 @@
+/**
+ * Feasibility of the image path on this machine: U-Net training and forward throughput at
+ * MNIST size (28x28x1, mask conditioning [y, mask]) on the active tfjs backend.
+ *
+ *     node dist/bench/unet.js [--backend wasm|cpu|auto] [--batch 32] [--steps 10]
+ *     [--levels 32,64] [--blocks 1]
+ */
+import { parseArgs } from 'node:util';
+
+import * as tf from '../models/tf.js';
+import { initBackend, type BackendChoice } from '../models/backend.js';
+import { initUnetParams, TfjsUnetDenoiser, unetParamCount, UnetNetwork, type UnetConfig } from '../models/denoisers/unet.js';
+import { ndarray } from '../models/ndarray.js';
+import { Rng } from '../models/rng.js';
+import { logLinearSchedule } from '../models/schedule.js';
+import { defaultAdam } from '../models/training/adam.js';
+import { trainUnetDenoiser } from '../models/training/image-trainer.js';
+
+const { values } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'auto' },
+    batch: { type: 'string', default: '32' },
+    steps: { type: 'string', default: '10' },
+    levels: { type: 'string', default: '32,64' },
+    blocks: { type: 'string', default: '1' },
+  },
+});
+
+const info = await initBackend({ backend: values.backend as BackendChoice });
+const batch = Number(values.batch);
+const steps = Number(values.steps);
+const config: UnetConfig = {
+  height: 28,
+  width: 28,
+  channels: 1,
+  condChannels: 2,
+  levels: values.levels.split(',').map(Number),
+  blocksPerLevel: Number(values.blocks),
+  attentionLevels: [values.levels.split(',').length - 1],
+  embedDim: 64,
+  dropout: 0.1,
+  groups: 8,
+};
+const rng = Rng.derive(0, 'bench');
+const params = initUnetParams(config, rng.fork('init'));
+const n = 256;
+const x = ndarray([n, 28, 28, 1], rng.fillUniform(new Float32Array(n * 784), -2, 2));
+const cond = ndarray([n, 28, 28, 2], rng.fillUniform(new Float32Array(n * 784 * 2), -2, 2));
+console.log(`backend ${info.backend} (${tf.getBackend()}), U-Net levels [${config.levels}] x${config.blocksPerLevel}, ${unetParamCount(config)} parameters`);
+
+const options = {
+  batchSize: batch,
+  optimizer: defaultAdam({ lr: 1e-4 }),
+  lrSchedule: 'constant' as const,
+  timeDistribution: 'beta33' as const,
+  schedule: logLinearSchedule(1e-3, 1e2),
+  seed: 1,
+  streamPath: ['bench'],
+};
+// Warm-up: the first steps compile kernels and size buffers.
+await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps: 2 });
+let t = performance.now();
+await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps });
+let seconds = (performance.now() - t) / 1000;
+console.log(`train: ${((steps * batch) / seconds).toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`);
+
+const denoiser = new TfjsUnetDenoiser(UnetNetwork.fromParams(config, params, false), 128);
+const sigma = new Float32Array(n).fill(1);
+await denoiser.denoise(x, sigma, cond);
+t = performance.now();
+await denoiser.denoise(x, sigma, cond);
+seconds = (performance.now() - t) / 1000;
+console.log(`forward: ${(n / seconds).toFixed(1)} images/s (batch 128)`);
+denoiser.dispose();

@@ -1,0 +1,113 @@
+/**
+ * Reading a campaign back for people and tools: the per-lap history (from the lap records
+ * and the step journal) and the campaign's status.
+ */
+import { campaignKey } from '../activities/io.js';
+import { lapRecordKey } from '../activities/records.js';
+import { getJson, type ArtifactStore } from '../activities/store/store.js';
+import { listSteps, type StepRecord } from '../engines/local/journal.js';
+import { manifestKey, statusKey, type CampaignManifest, type CampaignStatus } from '../engines/local/engine.js';
+import { formatDuration } from '../engines/local/progress.js';
+import type { ArtifactRef, CampaignSummary, LapRecord, Metrics } from '../workflows/types.js';
+
+export interface LapHistory {
+  lap: number;
+  metrics: Metrics;
+  artifacts: ArtifactRef[];
+  seconds: number;
+  started: string | null;
+  finished: string | null;
+  attempts: number;
+  failures: number;
+  evaluations: number;
+  seeds: Record<string, string>;
+}
+
+export async function requireCampaign(store: ArtifactStore, campaignId: string): Promise<CampaignManifest> {
+  if (!(await store.exists(manifestKey(campaignId)))) {
+    throw new Error(`no campaign '${campaignId}' in ${store.uri}`);
+  }
+  return getJson<CampaignManifest>(store, manifestKey(campaignId));
+}
+
+function lapOf(step: string): number | null {
+  const m = /^lap-(\d+)\//.exec(step);
+  return m ? Number(m[1]) : null;
+}
+
+export async function campaignHistory(store: ArtifactStore, campaignId: string): Promise<LapHistory[]> {
+  await requireCampaign(store, campaignId);
+  const lapKeys = (await store.list(campaignKey(campaignId, 'laps') + '/')).filter((k) => k.endsWith('.json'));
+  const records = await Promise.all(lapKeys.map((k) => getJson<LapRecord>(store, k)));
+  const steps = await listSteps(store, campaignId);
+  const byLap = new Map<number, StepRecord[]>();
+  for (const s of steps) {
+    const lap = lapOf(s.step);
+    if (lap === null) continue;
+    byLap.set(lap, [...(byLap.get(lap) ?? []), s]);
+  }
+  return records
+    .sort((a, b) => a.lap - b.lap)
+    .map((r) => {
+      const lapSteps = byLap.get(r.lap) ?? [];
+      const starts = lapSteps.flatMap((s) => s.executions.map((e) => e.startedAt)).sort();
+      const ends = lapSteps.flatMap((s) => s.executions.map((e) => e.endedAt ?? '')).filter(Boolean).sort();
+      const executions = lapSteps.flatMap((s) => s.executions);
+      // The journal knows about interrupted attempts, which the record (built from outputs) cannot.
+      const attempts = Math.max(r.attempts, executions.length);
+      const failures = Math.max(r.failures, executions.filter((e) => e.outcome !== 'done').length);
+      return {
+        lap: r.lap,
+        metrics: r.metrics,
+        artifacts: r.artifacts,
+        seconds: r.seconds,
+        started: starts[0] ?? null,
+        finished: ends[ends.length - 1] ?? null,
+        attempts,
+        failures,
+        evaluations: r.evaluations,
+        seeds: r.seeds,
+      };
+    });
+}
+
+export async function campaignSummary(store: ArtifactStore, campaignId: string): Promise<CampaignSummary | null> {
+  const key = campaignKey(campaignId, 'summary.json');
+  return (await store.exists(key)) ? getJson<CampaignSummary>(store, key) : null;
+}
+
+export async function campaignStatus(store: ArtifactStore, campaignId: string): Promise<CampaignStatus | null> {
+  const key = statusKey(campaignId);
+  return (await store.exists(key)) ? getJson<CampaignStatus>(store, key) : null;
+}
+
+const COLUMNS: Array<[string, string]> = [
+  ['sinkhorn', 'sinkhorn'],
+  ['curve_distance_mean', 'dist mean'],
+  ['curve_distance_median', 'dist med'],
+  ['curve_distance_p90', 'dist p90'],
+  ['coverage', 'coverage'],
+  ['consistency', 'consist.'],
+  ['psnr', 'psnr'],
+  ['fid', 'fid'],
+];
+
+export function historyTable(history: LapHistory[]): string {
+  const present = COLUMNS.filter(([key]) => history.some((h) => key in h.metrics));
+  const header = ['lap', ...present.map(([, label]) => label), 'seconds', 'attempts', 'artifacts'];
+  const rows = history.map((h) => [
+    String(h.lap),
+    ...present.map(([key]) => (key in h.metrics ? formatNumber(h.metrics[key]) : '-')),
+    formatDuration(h.seconds),
+    `${h.attempts}${h.failures ? ` (${h.failures} failed)` : ''}`,
+    String(h.artifacts.length),
+  ]);
+  const widths = header.map((_, i) => Math.max(header[i].length, ...rows.map((r) => r[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
+}
+
+function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  return Math.abs(x) >= 1000 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(3) : x.toPrecision(4);
+}

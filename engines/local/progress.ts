@@ -1,0 +1,132 @@
+/**
+ * Progress for people: one line per finished step and per lap (with the campaign's ETA from
+ * the laps so far), and a live bar for long steps, driven by the activities' heartbeats. On
+ * a terminal the bar redraws in place; elsewhere (CI, logs) it prints every 10 %.
+ */
+import type { CampaignProgress } from '../../workflows/campaign.js';
+import type { Metrics } from '../../workflows/types.js';
+
+export interface ProgressSink {
+  campaign(event: CampaignProgress): void;
+  stepStarted(step: string, activity: string, attempt: number): void;
+  stepFinished(step: string, seconds: number, reused: boolean): void;
+  stepFailed(step: string, error: string, willRetry: boolean): void;
+  heartbeat(step: string, details: unknown): void;
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)}s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+export function formatMetrics(metrics: Metrics | undefined): string {
+  if (!metrics) return '';
+  return Object.entries(metrics)
+    .map(([k, v]) => `${k}=${Number.isFinite(v) ? Number(v.toPrecision(4)) : v}`)
+    .join(' ');
+}
+
+interface Bar {
+  step: string;
+  done: number;
+  total: number;
+  startedAt: number;
+  startDone: number;
+  lastPrintedDecile: number;
+  extra: string;
+}
+
+export class ConsoleProgress implements ProgressSink {
+  private readonly started = Date.now();
+  private lapStartedAt = Date.now();
+  private readonly lapSeconds: number[] = [];
+  private bar: Bar | null = null;
+  private laps = 0;
+  private lap = 0;
+
+  constructor(
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly interactive = Boolean(process.stderr.isTTY),
+  ) {}
+
+  private line(text: string): void {
+    if (this.interactive && this.bar) this.out.write('\r\x1b[2K');
+    this.out.write(`${text}\n`);
+  }
+
+  private prefix(): string {
+    return this.laps ? `[lap ${this.lap}/${this.laps}]` : '[campaign]';
+  }
+
+  campaign(event: CampaignProgress): void {
+    this.laps = event.laps;
+    this.lap = event.lap;
+    if (event.step === 'recorded') {
+      const seconds = (Date.now() - this.lapStartedAt) / 1000;
+      this.lapSeconds.push(seconds);
+      this.lapStartedAt = Date.now();
+      const mean = this.lapSeconds.reduce((a, b) => a + b, 0) / this.lapSeconds.length;
+      const remaining = Math.max(0, event.laps - event.lap);
+      this.line(`${this.prefix()} done in ${formatDuration(seconds)}: ${formatMetrics(event.metrics)} | ETA ${formatDuration(mean * (remaining + 1))} for ${remaining} laps + final`);
+    } else if (event.phase === 'done') {
+      this.line(`[done] ${formatDuration((Date.now() - this.started) / 1000)} in all: ${formatMetrics(event.metrics)}`);
+    } else {
+      this.line(`${event.phase === 'final' ? '[final]' : this.prefix()} ${event.step}`);
+    }
+  }
+
+  stepStarted(step: string, activity: string, attempt: number): void {
+    if (attempt > 1) this.line(`  ${step} (${activity}): attempt ${attempt}`);
+  }
+
+  stepFinished(step: string, seconds: number, reused: boolean): void {
+    this.bar = null;
+    this.line(`  ${step} ${reused ? 'already done (reused)' : `done in ${formatDuration(seconds)}`}`);
+  }
+
+  stepFailed(step: string, error: string, willRetry: boolean): void {
+    this.bar = null;
+    this.line(`  ${step} failed${willRetry ? ', retrying' : ''}: ${error}`);
+  }
+
+  heartbeat(step: string, details: unknown): void {
+    const d = details as { step?: number; steps?: number; of?: number; loss?: number } | undefined;
+    const done = d?.step;
+    const total = d?.steps ?? d?.of;
+    if (typeof done !== 'number' || typeof total !== 'number' || total <= 0) return;
+    if (!this.bar || this.bar.step !== step) {
+      this.bar = { step, done, total, startedAt: Date.now(), startDone: done, lastPrintedDecile: Math.floor((10 * done) / total), extra: '' };
+    }
+    const bar = this.bar;
+    bar.done = done;
+    bar.total = total;
+    bar.extra = typeof d?.loss === 'number' ? ` loss ${d.loss.toFixed(4)}` : '';
+    const elapsed = (Date.now() - bar.startedAt) / 1000;
+    const rate = elapsed > 0 ? (done - bar.startDone) / elapsed : 0;
+    const eta = rate > 0 ? (total - done) / rate : Number.NaN;
+    const width = 24;
+    const filled = Math.round((width * done) / total);
+    const text = `  ${step} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${bar.extra} ${rate.toFixed(1)}/s ETA ${formatDuration(eta)}`;
+    if (this.interactive) {
+      this.out.write(`\r\x1b[2K${text}`);
+    } else {
+      // Logs get a line per 10 %, and only for steps long enough to need one.
+      const decile = Math.floor((10 * done) / total);
+      if (decile > bar.lastPrintedDecile && done < total && elapsed > 3) {
+        bar.lastPrintedDecile = decile;
+        this.out.write(`${text}\n`);
+      }
+    }
+  }
+}
+
+export const silentProgress: ProgressSink = {
+  campaign: () => undefined,
+  stepStarted: () => undefined,
+  stepFinished: () => undefined,
+  stepFailed: () => undefined,
+  heartbeat: () => undefined,
+};

@@ -1,0 +1,150 @@
+/**
+ * Denoiser training: minimise the weighted denoising loss of method.md,
+ *
+ *     L = E_{t, x, z} [ (1/sigma(t)^2 + 1) * mean_j (D(x + sigma z, sigma, c) - x)_j^2 ],
+ *
+ * by Adam over minibatches drawn with replacement. Every draw of step s (batch indices,
+ * t, z) comes from the stream `derive(seed, ...streamPath, s)`, so a run resumed from the
+ * checkpoint of step s continues with exactly the numbers an uninterrupted run would have
+ * drawn: resumption changes neither weights nor digests.
+ */
+import * as tf from '../tf.js';
+import { MlpNetwork, type MlpConfig, type ParamMap } from '../denoisers/mlp.js';
+import type { NDArray } from '../ndarray.js';
+import { Rng } from '../rng.js';
+import type { NoiseSchedule } from '../schedule.js';
+import { Adam, type AdamOptions, type OptimizerState } from './adam.js';
+import { sampleTime, type TimeDistributionName } from './time-distribution.js';
+
+export interface TrainingData {
+  /** Targets x [n, dim]. */
+  x: NDArray;
+  /** Conditioning rows [n, condDim], or null for an unconditional model. */
+  cond: NDArray | null;
+}
+
+export interface TrainOptions {
+  steps: number;
+  batchSize: number;
+  optimizer: AdamOptions;
+  /** 'cosine' decays the learning rate to 10 % of its start over `steps`. */
+  lrSchedule: 'constant' | 'cosine';
+  timeDistribution: TimeDistributionName;
+  schedule: NoiseSchedule;
+  seed: number;
+  streamPath: Array<string | number>;
+}
+
+export interface TrainCheckpoint {
+  params: ParamMap;
+  optimizer: OptimizerState;
+  /** Mean loss of each finished block of `lossEvery` steps. */
+  losses: number[];
+}
+
+export interface TrainHooks {
+  /** Called every `every` steps (and at the end) with the state; may persist it. */
+  checkpoint?: { every: number; save(state: TrainCheckpoint): Promise<void> };
+  progress?: (step: number, steps: number, loss: number) => void;
+  /** Steps per recorded loss value. */
+  lossEvery?: number;
+  /** Checked between steps; throwing aborts training (cancellation). */
+  shouldStop?: () => void;
+}
+
+export class NonFiniteLossError extends Error {
+  readonly type = 'NonFiniteLoss';
+  constructor(step: number, loss: number) {
+    super(`training loss became ${loss} at step ${step}: lower the learning rate or check the data for NaN/Inf`);
+  }
+}
+
+export async function trainDenoiser(
+  config: MlpConfig,
+  data: TrainingData,
+  start: { params: ParamMap; resume?: TrainCheckpoint },
+  options: TrainOptions,
+  hooks: TrainHooks = {},
+): Promise<TrainCheckpoint> {
+  const n = data.x.shape[0];
+  const { dim, condDim } = config;
+  if (data.x.shape[1] !== dim) throw new RangeError(`training targets are [${data.x.shape}], the model expects dim ${dim}`);
+  if (condDim > 0 && (!data.cond || data.cond.shape[1] !== condDim || data.cond.shape[0] !== n)) {
+    throw new RangeError(`conditioning must be [${n}, ${condDim}], got [${data.cond?.shape ?? 'none'}]`);
+  }
+  const network = MlpNetwork.fromParams(config, start.resume?.params ?? start.params, true);
+  const variables = new Map(Object.entries(network.weights) as Array<[string, tf.Variable]>);
+  const adam = new Adam(variables, options.optimizer, start.resume?.optimizer);
+  const losses = [...(start.resume?.losses ?? [])];
+  const lossEvery = hooks.lossEvery ?? 50;
+  const B = options.batchSize;
+  const xb = new Float32Array(B * dim);
+  const cb = condDim > 0 ? new Float32Array(B * condDim) : null;
+  const sb = new Float32Array(B);
+  const zb = new Float32Array(B * dim);
+  let blockLoss = 0;
+  let blockCount = 0;
+  try {
+    for (let step = adam.step; step < options.steps; step++) {
+      hooks.shouldStop?.();
+      const rng = Rng.derive(options.seed, ...options.streamPath, step);
+      for (let b = 0; b < B; b++) {
+        const i = rng.int(n);
+        xb.set(data.x.data.subarray(i * dim, (i + 1) * dim), b * dim);
+        if (cb && data.cond) cb.set(data.cond.data.subarray(i * condDim, (i + 1) * condDim), b * condDim);
+        sb[b] = options.schedule.sigma(sampleTime(rng, options.timeDistribution));
+      }
+      rng.fillNormal(zb);
+      const lr = learningRate(options, step);
+      const loss = tf.tidy(() => {
+        const x = tf.tensor2d(xb, [B, dim]);
+        const sigma = tf.tensor1d(sb);
+        const z = tf.tensor2d(zb, [B, dim]);
+        const cond = cb ? tf.tensor2d(cb, [B, condDim]) : null;
+        const weight = sigma.square().reciprocal().add(1);
+        const objective = () =>
+          tf.tidy(() => {
+            const xt = x.add(z.mul(sigma.reshape([-1, 1]))) as tf.Tensor2D;
+            const denoised = network.denoise(xt, sigma, cond);
+            return denoised.sub(x).square().mean(1).mul(weight).mean() as tf.Scalar;
+          });
+        const { value, grads } = tf.variableGrads(objective, [...variables.values()]);
+        const lossValue = value.dataSync()[0];
+        if (!Number.isFinite(lossValue)) throw new NonFiniteLossError(step, lossValue);
+        // variableGrads keys gradients by the (globally unique) tfjs variable name.
+        const named: Record<string, tf.Tensor> = {};
+        for (const [param, variable] of variables) named[param] = grads[variable.name];
+        adam.apply(named, lr);
+        return lossValue;
+      });
+      blockLoss += loss;
+      blockCount += 1;
+      const done = step + 1;
+      if (done % lossEvery === 0 || done === options.steps) {
+        losses.push(blockLoss / blockCount);
+        blockLoss = 0;
+        blockCount = 0;
+      }
+      hooks.progress?.(done, options.steps, loss);
+      if (hooks.checkpoint && done % hooks.checkpoint.every === 0 && done < options.steps) {
+        await hooks.checkpoint.save({ params: network.params(), optimizer: adam.state(), losses: [...losses] });
+      }
+    }
+    return { params: network.params(), optimizer: adam.state(), losses };
+  } finally {
+    adam.dispose();
+    network.dispose();
+  }
+}
+
+function learningRate(options: TrainOptions, step: number): number {
+  const base = options.optimizer.lr;
+  if (options.lrSchedule === 'constant') return base;
+  const progress = step / Math.max(1, options.steps);
+  return base * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * progress)));
+}
+
+/** The weights a lap hands on: the EMA where one is kept, else the raw weights. */
+export function exportedWeights(state: TrainCheckpoint): ParamMap {
+  return state.optimizer.ema ?? state.params;
+}
