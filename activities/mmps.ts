@@ -1,22 +1,81 @@
-/** EM-MMPS posterior sampling (placeholder until the baseline lands). */
-import type { Denoiser } from '../models/denoisers/denoiser.js';
+/**
+ * The EM-MMPS E-step for one shard (the baseline of method.md): the UNCONDITIONAL
+ * denoiser of the previous M-step, loaded from its tfjs weights so that it can be
+ * differentiated, guided towards each observation by moment matching
+ * (`models/guidance/mmps.ts`) and run through the same ancestral sampler as DiffEM's
+ * conditional denoiser. One guided evaluation costs 1 forward pass + `mmpsCgIterations`
+ * + 1 VJPs; the count is returned so the lap records the E-step's network evaluations.
+ * Reference: Rozet et al. (NeurIPS 2024), Sec. 4 (EM with MMPS).
+ */
+import { initBackend } from '../models/backend.js';
+import { checkParams, MlpNetwork } from '../models/denoisers/mlp.js';
+import { DifferentiableMlp } from '../models/guidance/mlp.js';
+import { MmpsDenoiser } from '../models/guidance/mmps.js';
+import { denseOperator } from '../models/guidance/operator.js';
 import type { NDArray } from '../models/ndarray.js';
 import type { Rng } from '../models/rng.js';
+import { ancestralSample } from '../models/samplers/ancestral.js';
 import type { SamplerProgress } from '../models/samplers/sampler.js';
-import type { NoiseSchedule } from '../models/schedule.js';
+import { logLinearSchedule } from '../models/schedule.js';
+import type { CampaignConfig } from '../workflows/config.js';
+import type { ArtifactRef } from '../workflows/types.js';
 import { BadInputError } from './errors.js';
+import { getTensors } from './io.js';
+import type { ArtifactStore } from './store/store.js';
+import { networkConfig } from './train.js';
 
 export interface MmpsRequest {
+  store: ArtifactStore;
+  config: CampaignConfig;
+  /** Weights (safetensors) of the unconditional denoiser to guide. */
+  weights: ArtifactRef;
+  /** Observations y [n, m] and their operators A [n, m, d]. */
   y: NDArray;
   A: NDArray;
-  noiseStd: number;
-  steps: number;
-  cgIterations: number;
-  schedule: NoiseSchedule;
+  /** The shard's E-step stream. */
   rng: Rng;
   onStep?: SamplerProgress;
 }
 
-export async function mmpsPosteriorSample(_denoiser: Denoiser, _request: MmpsRequest): Promise<{ x: NDArray; passesPerStep: number }> {
-  throw new BadInputError('InvalidConfig', "method 'emmps' is not available in this build");
+export interface MmpsResult {
+  /** One posterior sample per observation, [n, d]. */
+  x: NDArray;
+  /** Network passes over the shard (forward + VJPs), the final denoise included. */
+  passes: number;
+  /** Mean passes per guided evaluation. */
+  passesPerStep: number;
+  /** Largest relative CG residual of the last evaluation (how well the m x m solves converge). */
+  cgResidual: number;
+}
+
+export async function mmpsPosteriorSample(request: MmpsRequest): Promise<MmpsResult> {
+  const { store, config, y, A } = request;
+  if (config.method !== 'emmps') throw new BadInputError('InvalidConfig', `mmpsPosteriorSample runs EM-MMPS campaigns, got method '${config.method}'`);
+  const network = networkConfig(config, false);
+  const { tensors } = await getTensors(store, request.weights);
+  try {
+    checkParams(network, tensors, request.weights.key);
+  } catch (error) {
+    throw new BadInputError('ShapeMismatch', error instanceof Error ? error.message : String(error));
+  }
+  await initBackend({ device: config.runtime.device });
+  const prior = new DifferentiableMlp(MlpNetwork.fromParams(network, tensors, false));
+  const observation = { y: Float64Array.from(y.data), operator: denseOperator(A), noiseStd: config.channel.noiseStd };
+  const guided = new MmpsDenoiser(prior, observation, { cgIterations: config.estep.mmpsCgIterations });
+  try {
+    const x = await ancestralSample(guided, {
+      steps: config.estep.steps,
+      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
+      rng: request.rng,
+      cond: null,
+      count: y.shape[0],
+      onStep: request.onStep,
+    });
+    if (!x.data.every(Number.isFinite)) {
+      throw new BadInputError('NonFiniteData', `MMPS posterior samples hold NaN or Inf (model ${request.weights.key})`);
+    }
+    return { x, passes: guided.passes, passesPerStep: guided.passes / guided.evaluations, cgResidual: guided.lastResidual };
+  } finally {
+    guided.dispose();
+  }
 }

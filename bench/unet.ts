@@ -3,15 +3,26 @@
  * MNIST size (28x28x1, mask conditioning [y, mask]) on the active tfjs backend.
  *
  *     node dist/bench/unet.js [--backend wasm|cpu|auto] [--batch 32] [--steps 10]
- *     [--levels 32,64] [--blocks 1]
+ *     [--levels 32,64] [--blocks 1] [--attention last|0,1|'']
+ *
+ * Forward throughput is also measured through the ONNX export on ONNX Runtime (CPU), the
+ * runtime the E-step sampler can use.
  */
 import { parseArgs } from 'node:util';
 
 import * as tf from '../models/tf.js';
 import { initBackend, type BackendChoice } from '../models/backend.js';
-import { initUnetParams, TfjsUnetDenoiser, unetParamCount, UnetNetwork, type UnetConfig } from '../models/denoisers/unet.js';
+import {
+  initUnetParams,
+  TfjsUnetDenoiser,
+  unetParamCount,
+  UnetNetwork,
+  type UnetConfig,
+} from '../models/denoisers/unet.js';
 import { ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
+import { exportUnetToOnnx } from '../models/onnx/export-unet.js';
+import { OnnxDenoiser } from '../models/onnx/runtime.js';
 import { logLinearSchedule } from '../models/schedule.js';
 import { defaultAdam } from '../models/training/adam.js';
 import { trainUnetDenoiser } from '../models/training/image-trainer.js';
@@ -23,6 +34,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '10' },
     levels: { type: 'string', default: '32,64' },
     blocks: { type: 'string', default: '1' },
+    attention: { type: 'string', default: 'last' },
   },
 });
 
@@ -36,7 +48,13 @@ const config: UnetConfig = {
   condChannels: 2,
   levels: values.levels.split(',').map(Number),
   blocksPerLevel: Number(values.blocks),
-  attentionLevels: [values.levels.split(',').length - 1],
+  attentionLevels:
+    values.attention === 'last'
+      ? [values.levels.split(',').length - 1]
+      : values.attention
+          .split(',')
+          .filter((v) => v !== '')
+          .map(Number),
   embedDim: 64,
   dropout: 0.1,
   groups: 8,
@@ -46,7 +64,9 @@ const params = initUnetParams(config, rng.fork('init'));
 const n = 256;
 const x = ndarray([n, 28, 28, 1], rng.fillUniform(new Float32Array(n * 784), -2, 2));
 const cond = ndarray([n, 28, 28, 2], rng.fillUniform(new Float32Array(n * 784 * 2), -2, 2));
-console.log(`backend ${info.backend} (${tf.getBackend()}), U-Net levels [${config.levels}] x${config.blocksPerLevel}, ${unetParamCount(config)} parameters`);
+console.log(
+  `backend ${info.backend} (${tf.getBackend()}), U-Net levels [${config.levels}] x${config.blocksPerLevel}, ${unetParamCount(config)} parameters`,
+);
 
 const options = {
   batchSize: batch,
@@ -62,7 +82,9 @@ await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps: 2 
 let t = performance.now();
 await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps });
 let seconds = (performance.now() - t) / 1000;
-console.log(`train: ${((steps * batch) / seconds).toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`);
+console.log(
+  `train: ${((steps * batch) / seconds).toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`,
+);
 
 const denoiser = new TfjsUnetDenoiser(UnetNetwork.fromParams(config, params, false), 128);
 const sigma = new Float32Array(n).fill(1);
@@ -72,3 +94,17 @@ await denoiser.denoise(x, sigma, cond);
 seconds = (performance.now() - t) / 1000;
 console.log(`forward: ${(n / seconds).toFixed(1)} images/s (batch 128)`);
 denoiser.dispose();
+
+const onnx = await OnnxDenoiser.create(exportUnetToOnnx(config, params), {
+  dim: 784,
+  condDim: 784 * 2,
+  batchSize: 128,
+});
+const flatX = ndarray([n, 784], x.data);
+const flatCond = ndarray([n, 784 * 2], cond.data);
+await onnx.denoise(flatX, sigma, flatCond);
+t = performance.now();
+await onnx.denoise(flatX, sigma, flatCond);
+seconds = (performance.now() - t) / 1000;
+console.log(`forward (ONNX Runtime CPU): ${(n / seconds).toFixed(1)} images/s (batch 128)`);
+await onnx.dispose();

@@ -50,9 +50,15 @@ export function drawCurve(rng: Rng, dim = 5, terms = 10, normalisationSamples = 
   const lo: number[] = [];
   const hi: number[] = [];
   for (let i = 0; i < dim; i++) {
-    const coordinate = (z: number): number => rawCoordinate(folded, i, z);
-    lo.push(-extremum((z) => -coordinate(z), normalisationSamples));
-    hi.push(extremum(coordinate, normalisationSamples));
+    const values = new Float64Array(normalisationSamples);
+    for (let j = 0; j < normalisationSamples; j++) values[j] = rawCoordinate(folded, i, j / (normalisationSamples - 1));
+    hi.push(refinedMaximum((z) => rawCoordinate(folded, i, z), values));
+    lo.push(
+      -refinedMaximum(
+        (z) => -rawCoordinate(folded, i, z),
+        values.map((v) => -v),
+      ),
+    );
   }
   return { a, b, c, lo, hi };
 }
@@ -160,18 +166,15 @@ function rawCoordinate(folded: FoldedCoefficients, i: number, z: number): number
 }
 
 /**
- * max over z in [0, 1] of f: the best of a `samples`-point grid, refined by golden-section
- * search around every grid local maximum that comes close to it (so a near-tie between two
- * peaks cannot hide the true maximum).
+ * max over z in [0, 1] of f, given f on a uniform grid of [0, 1]: the best grid value, refined
+ * by golden-section search around every grid local maximum that comes close to it (so a
+ * near-tie between two peaks cannot hide the true maximum).
  */
-function extremum(f: (z: number) => number, samples: number): number {
+function refinedMaximum(f: (z: number) => number, values: Float64Array): number {
+  const samples = values.length;
   const step = 1 / (samples - 1);
-  const values = new Float64Array(samples);
   let best = -Infinity;
-  for (let j = 0; j < samples; j++) {
-    values[j] = f(j * step);
-    if (values[j] > best) best = values[j];
-  }
+  for (let j = 0; j < samples; j++) best = Math.max(best, values[j]);
   // A grid misses a peak by at most step^2 |f''| / 8, and |f''| <= 4 pi^2 sum_k 1/k < 2000 for
   // any practical number of terms, so only local maxima within that slack can hold the maximum.
   const slack = 2000 * step * step;
@@ -179,9 +182,7 @@ function extremum(f: (z: number) => number, samples: number): number {
   for (let j = 0; j < samples; j++) {
     const isLocalMax = (j === 0 || values[j] >= values[j - 1]) && (j === samples - 1 || values[j] >= values[j + 1]);
     if (!isLocalMax || values[j] < best - slack) continue;
-    const lo = Math.max(0, (j - 1) * step);
-    const hi = Math.min(1, (j + 1) * step);
-    refined = Math.max(refined, goldenSectionMax(f, lo, hi));
+    refined = Math.max(refined, goldenSectionMax(f, Math.max(0, (j - 1) * step), Math.min(1, (j + 1) * step)));
   }
   return refined;
 }

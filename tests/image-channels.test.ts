@@ -23,7 +23,10 @@ const configs: Record<string, ImageChannelConfig> = {
 };
 
 function randomImages(rng: Rng, n: number, channels = shape.channels): NDArray {
-  return ndarray([n, shape.height, shape.width, channels], rng.fillNormal(new Float32Array(n * shape.height * shape.width * channels)));
+  return ndarray(
+    [n, shape.height, shape.width, channels],
+    rng.fillNormal(new Float32Array(n * shape.height * shape.width * channels)),
+  );
 }
 
 function dot(a: NDArray, b: NDArray): number {
@@ -87,7 +90,11 @@ describe('image channels', () => {
       assert.equal(cond.data[p * 4 + 3], m);
       for (let c = 0; c < 3; c++) {
         if (m === 0) assert.equal(y.data[p * 3 + c], 0, 'removed in every channel');
-        else assert.ok(y.data[p * 3 + c] !== 0 && Math.abs(y.data[p * 3 + c] - x.data[p * 3 + c]) < 1, 'observed in every channel');
+        else
+          assert.ok(
+            y.data[p * 3 + c] !== 0 && Math.abs(y.data[p * 3 + c] - x.data[p * 3 + c]) < 1,
+            'observed in every channel',
+          );
         assert.equal(cond.data[p * 4 + c], y.data[p * 3 + c]);
       }
     }

@@ -43,7 +43,8 @@ function orthogonal(rng: Rng, k: number): Float64Array {
 function rotated(q: Float64Array, d: number[]): Float64Array {
   const k = d.length;
   const out = new Float64Array(k * k);
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) for (let e = 0; e < k; e++) out[i * k + j] += q[i * k + e] * d[e] * q[j * k + e];
+  for (let i = 0; i < k; i++)
+    for (let j = 0; j < k; j++) for (let e = 0; e < k; e++) out[i * k + j] += q[i * k + e] * d[e] * q[j * k + e];
   return out;
 }
 
@@ -57,8 +58,22 @@ describe('image metrics', () => {
     assert.equal(result.values[2], Infinity);
     assert.equal(result.mean, Infinity);
     // Full-range error: black against white is 0 dB.
-    close(psnr(images([1, 2, 2, 1], () => 2), images([1, 2, 2, 1], () => -2)).mean, 0, 1e-12);
-    assert.throws(() => psnr(x, images([3, 4, 5, 1], () => 0)), /one shape/);
+    close(
+      psnr(
+        images([1, 2, 2, 1], () => 2),
+        images([1, 2, 2, 1], () => -2),
+      ).mean,
+      0,
+      1e-12,
+    );
+    assert.throws(
+      () =>
+        psnr(
+          x,
+          images([3, 4, 5, 1], () => 0),
+        ),
+      /one shape/,
+    );
   });
 
   it('SSIM: 1 for identical images, below 1 with noise, closed form for constants', () => {
@@ -67,15 +82,28 @@ describe('image metrics', () => {
     assert.ok(ssim(x, x).values.every((v) => Math.abs(v - 1) < 1e-12));
     const noisy = images([2, 16, 14, 3], (i) => x.data[i] + 0.3 * rng.normal());
     const s = ssim(noisy, x);
-    assert.ok(s.values.every((v) => v < 0.99 && v > 0), `ssim ${[...s.values]}`);
+    assert.ok(
+      s.values.every((v) => v < 0.99 && v > 0),
+      `ssim ${[...s.values]}`,
+    );
     close(ssim(x, noisy).mean, s.mean, 1e-12, 'symmetric');
     const noisier = images([2, 16, 14, 3], (i) => x.data[i] + 1.0 * rng.normal());
     assert.ok(ssim(noisier, x).mean < s.mean);
     // Constant images a and b: the structure terms cancel, leaving (2ab + C1) / (a^2 + b^2 + C1).
     const c1 = (SSIM_K1 * 4) ** 2;
-    const value = ssim(images([1, 11, 11, 1], () => 0.5), images([1, 11, 11, 1], () => -0.25)).mean;
+    const value = ssim(
+      images([1, 11, 11, 1], () => 0.5),
+      images([1, 11, 11, 1], () => -0.25),
+    ).mean;
     close(value, (2 * 0.5 * -0.25 + c1) / (0.25 + 0.0625 + c1), 1e-9, 'constants');
-    assert.throws(() => ssim(images([1, 8, 8, 1], () => 0), images([1, 8, 8, 1], () => 0)), /11x11/);
+    assert.throws(
+      () =>
+        ssim(
+          images([1, 8, 8, 1], () => 0),
+          images([1, 8, 8, 1], () => 0),
+        ),
+      /11x11/,
+    );
   });
 
   it('Jacobi eigendecomposition reconstructs a symmetric matrix', () => {

@@ -31,7 +31,8 @@ function dataset(n: number) {
   for (let i = 0; i < n; i++) {
     const cx = rng.uniform() * 8;
     const cy = rng.uniform() * 8;
-    for (let p = 0; p < 64; p++) x.data[i * 64 + p] = 4 * Math.exp(-(((p % 8) - cx) ** 2) / 4 - (Math.floor(p / 8) - cy) ** 2 / 4) - 2;
+    for (let p = 0; p < 64; p++)
+      x.data[i * 64 + p] = 4 * Math.exp(-(((p % 8) - cx) ** 2) / 4 - (Math.floor(p / 8) - cy) ** 2 / 4) - 2;
   }
   const channel = imageChannel({ kind: 'mask', rate: 0.5, height: 8, width: 8, channels: 1, noiseStd: 1e-3 });
   const ops = channel.drawOperators(rng.fork('ops'), n);
@@ -83,7 +84,8 @@ describe('U-Net training', () => {
     );
     assert.ok(saved !== null);
     const resumed = await trainUnetDenoiser(config, data, { params, resume: saved }, options(6), { lossEvery: 2 });
-    for (const name of Object.keys(full.params)) assert.deepEqual(resumed.params[name].data, full.params[name].data, name);
+    for (const name of Object.keys(full.params))
+      assert.deepEqual(resumed.params[name].data, full.params[name].data, name);
     assert.deepEqual(resumed.losses, full.losses);
     assert.ok(resumed.optimizer.ema !== null);
   });
@@ -91,7 +93,13 @@ describe('U-Net training', () => {
   it('lowers the loss on a small set', async () => {
     const data = dataset(32);
     const params = initUnetParams(config, Rng.derive(3, 'init'));
-    const result = await trainUnetDenoiser(config, data, { params }, { ...options(60), batchSize: 8 }, { lossEvery: 20 });
+    const result = await trainUnetDenoiser(
+      config,
+      data,
+      { params },
+      { ...options(60), batchSize: 8 },
+      { lossEvery: 20 },
+    );
     assert.equal(result.losses.length, 3);
     assert.ok(result.losses[2] < result.losses[0], `losses ${result.losses}`);
   });
@@ -99,6 +107,9 @@ describe('U-Net training', () => {
   it('checks the data against the configuration', async () => {
     const data = dataset(4);
     const params = initUnetParams(config, Rng.derive(3, 'init'));
-    await assert.rejects(trainUnetDenoiser(config, { x: data.x, cond: null }, { params }, options(1)), /conditioning must be/);
+    await assert.rejects(
+      trainUnetDenoiser(config, { x: data.x, cond: null }, { params }, options(1)),
+      /conditioning must be/,
+    );
   });
 });

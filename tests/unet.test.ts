@@ -58,7 +58,15 @@ describe('U-Net denoiser', () => {
   });
 
   it('handles odd sizes: 28x28 with 2 levels, 7x7 with 3 levels, unconditional, avg pooling', async () => {
-    const mnist: UnetConfig = { ...tiny, height: 28, width: 28, channels: 1, condChannels: 2, levels: [8, 8], dropout: 0 };
+    const mnist: UnetConfig = {
+      ...tiny,
+      height: 28,
+      width: 28,
+      channels: 1,
+      condChannels: 2,
+      levels: [8, 8],
+      dropout: 0,
+    };
     assert.deepEqual((await denoiseOnce(mnist, 2, 2)).shape, [2, 28, 28, 1]);
     const odd: UnetConfig = { ...tiny, height: 7, width: 9, condChannels: 0, levels: [4, 8, 8], attentionLevels: [2] };
     assert.deepEqual((await denoiseOnce(odd, 2, 3)).shape, [2, 7, 9, 2]);
@@ -128,7 +136,15 @@ describe('U-Net denoiser', () => {
     // Closed form of the architecture, independent of the shape list.
     const E = config.embedDim;
     const res = (cin: number, cout: number) =>
-      2 * cin + 9 * cin * cout + cout + E * cout + cout + 2 * cout + 9 * cout * cout + cout + (cin !== cout ? cin * cout + cout : 0);
+      2 * cin +
+      9 * cin * cout +
+      cout +
+      E * cout +
+      cout +
+      2 * cout +
+      9 * cout * cout +
+      cout +
+      (cin !== cout ? cin * cout + cout : 0);
     const attn = (c: number) => 2 * c + 4 * (c * c + c);
     const [c0, c1, c2] = config.levels;
     const B = config.blocksPerLevel;
@@ -142,6 +158,12 @@ describe('U-Net denoiser', () => {
     expected += res(2 * c0, c0) + (B - 1) * res(c0, c0);
     expected += 2 * c0 + 9 * c0 * 3 + 3;
     assert.equal(unetParamCount(config), expected);
+    // Built, not run: the parameter map is allocated and initialised in full.
+    const params = initUnetParams(config, Rng.derive(9, 'paper'));
+    assert.equal(
+      Object.values(params).reduce((acc, p) => acc + p.data.length, 0),
+      expected,
+    );
     assert.equal(new Set(shapes.map(([n]) => n)).size, shapes.length, 'parameter names are unique');
     assert.ok(expected > 3e7 && expected < 1e8, `${expected} parameters`);
   });

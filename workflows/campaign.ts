@@ -102,7 +102,10 @@ class LapLedger {
     return output;
   }
 
+  /** Sorted by step id and key: concurrent steps finish in any order, a record must not. */
   record(metrics: Metrics, seeds: Record<string, string>): LapRecord {
+    this.steps.sort((a, b) => compare(a.step, b.step));
+    this.artifacts.sort((a, b) => compare(a.key, b.key));
     const attempts = this.steps.reduce((sum, s) => sum + s.attempt, 0);
     return {
       lap: this.lap,
@@ -130,6 +133,10 @@ function collectRefs(value: unknown, into: ArtifactRef[]): void {
     return;
   }
   for (const v of Object.values(o)) collectRefs(v, into);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function round3(x: number): number {

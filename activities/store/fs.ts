@@ -67,6 +67,16 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Fault injection for the crash-recovery tests: with DIFFEM_CRASH_WRITING=SUFFIX set, the
+ * first write of a key ending in SUFFIX stops half-way and the process SIGKILLs itself,
+ * so a test can crash a real campaign at the worst moment of a write, deterministically.
+ */
+function crashesWhileWriting(key: string): boolean {
+  const suffix = process.env.DIFFEM_CRASH_WRITING;
+  return Boolean(suffix) && key.endsWith(suffix as string);
+}
+
 export class FsArtifactStore implements ArtifactStore {
   readonly root: string;
   readonly uri: string;
@@ -99,6 +109,11 @@ export class FsArtifactStore implements ArtifactStore {
       const handle = await open(temp, 'wx', 0o644);
       tempWritten = true;
       try {
+        if (crashesWhileWriting(key)) {
+          await handle.writeFile(body.subarray(0, body.length >> 1));
+          await handle.sync();
+          process.kill(process.pid, 'SIGKILL');
+        }
         await handle.writeFile(body);
         await handle.sync();
       } finally {

@@ -9,12 +9,9 @@
  * never a mix.
  */
 import { createHash } from 'node:crypto';
+import type { ArtifactRef } from '../../workflows/types.js';
 
-export interface ArtifactRef {
-  key: string;
-  sha256: string;
-  bytes: number;
-}
+export type { ArtifactRef };
 
 export interface ArtifactStore {
   /** Where the store lives, e.g. 'file:///abs/dir' or 's3://bucket/prefix'. */

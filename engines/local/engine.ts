@@ -11,6 +11,7 @@
  * Transient failures are retried with exponential backoff; a non-retryable failure (bad
  * input) stops the campaign with the step marked `failed`, and nothing finished is lost.
  */
+import { hostname } from 'node:os';
 import { createActivities } from '../../activities/index.js';
 import { campaignKey, storeFor } from '../../activities/io.js';
 import { errorType, isNonRetryable } from '../../activities/errors.js';
@@ -34,6 +35,7 @@ export interface CampaignStatus {
   status: 'running' | 'done' | 'failed' | 'stopped';
   updatedAt: string;
   pid?: number;
+  host?: string;
   error?: string;
   errorType?: string;
   step?: string;
@@ -108,7 +110,8 @@ export async function runLocalCampaign(options: LocalRunOptions): Promise<Campai
   const maxAttempts = options.maxAttempts ?? 3;
   const retryDelayMs = options.retryDelayMs ?? 1000;
   const setStatus = (status: CampaignStatus) => putJson(store, statusKey(campaignId), status);
-  await setStatus({ status: 'running', updatedAt: new Date().toISOString(), pid: process.pid });
+  await refuseIfRunningElsewhere(store, campaignId);
+  await setStatus({ status: 'running', updatedAt: new Date().toISOString(), pid: process.pid, host: hostname() });
 
   const host: CampaignHost = {
     call: <K extends ActivityName>(name: K, step: string, input: ActivityInput<K>) =>
@@ -131,6 +134,19 @@ export async function runLocalCampaign(options: LocalRunOptions): Promise<Campai
     });
     throw error;
   }
+}
+
+/** Two processes driving one campaign would race on its journal: refuse the second. */
+async function refuseIfRunningElsewhere(store: ArtifactStore, campaignId: string): Promise<void> {
+  if (!(await store.exists(statusKey(campaignId)))) return;
+  const status = await getJson<CampaignStatus>(store, statusKey(campaignId));
+  if (status.status !== 'running' || !status.pid || status.pid === process.pid || status.host !== hostname()) return;
+  try {
+    process.kill(status.pid, 0);
+  } catch {
+    return; // that process is gone: it crashed, and this run resumes its campaign
+  }
+  throw new Error(`campaign '${campaignId}' is being run by process ${status.pid} on this machine; wait for it or stop it first`);
 }
 
 interface CallOptions {

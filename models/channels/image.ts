@@ -81,9 +81,11 @@ export function imageChannel(config: ImageChannelConfig): ImageChannel {
 function checkShape(config: ImageShape): void {
   const { height, width, channels, noiseStd } = config;
   for (const [name, v] of Object.entries({ height, width, channels })) {
-    if (!(Number.isInteger(v) && v > 0)) throw new RangeError(`image channel: ${name} must be a positive integer, got ${v}`);
+    if (!(Number.isInteger(v) && v > 0))
+      throw new RangeError(`image channel: ${name} must be a positive integer, got ${v}`);
   }
-  if (!(noiseStd >= 0 && Number.isFinite(noiseStd))) throw new RangeError(`image channel: noiseStd must be >= 0, got ${noiseStd}`);
+  if (!(noiseStd >= 0 && Number.isFinite(noiseStd)))
+    throw new RangeError(`image channel: noiseStd must be >= 0, got ${noiseStd}`);
 }
 
 function imageCount(x: NDArray, pixels: number, channels: number, what: string): number {
@@ -94,7 +96,10 @@ function imageCount(x: NDArray, pixels: number, channels: number, what: string):
   return n;
 }
 
-function expectKind<K extends ImageOperators['kind']>(ops: ImageOperators, kind: K): Extract<ImageOperators, { kind: K }> {
+function expectKind<K extends ImageOperators['kind']>(
+  ops: ImageOperators,
+  kind: K,
+): Extract<ImageOperators, { kind: K }> {
   if (ops.kind !== kind) throw new TypeError(`a ${kind} channel was given ${ops.kind} operators`);
   return ops as Extract<ImageOperators, { kind: K }>;
 }
@@ -158,7 +163,8 @@ export function maskImageChannel(config: Omit<MaskChannelConfig, 'kind'>): Image
 
 /** The normalised Gaussian kernel of odd width `size`. */
 export function gaussianKernel1d(size: number, sigma: number): Float64Array {
-  if (!(Number.isInteger(size) && size >= 1 && size % 2 === 1)) throw new RangeError(`blur kernel size must be odd, got ${size}`);
+  if (!(Number.isInteger(size) && size >= 1 && size % 2 === 1))
+    throw new RangeError(`blur kernel size must be odd, got ${size}`);
   if (!(sigma > 0 && Number.isFinite(sigma))) throw new RangeError(`blur sigma must be > 0, got ${sigma}`);
   const r = (size - 1) / 2;
   const k = new Float64Array(size);
@@ -211,7 +217,9 @@ export function blurImageChannel(config: Omit<BlurChannelConfig, 'kind'>): Image
   gaussianKernel1d(kernelSize, lo);
   if (!(hi >= lo)) throw new RangeError(`blur sigma range [${lo}, ${hi}] is empty`);
   if (reflect && (kernelSize - 1) / 2 > Math.min(height, width) - 1) {
-    throw new RangeError(`reflect padding needs kernel radius ${(kernelSize - 1) / 2} < image side ${Math.min(height, width)}`);
+    throw new RangeError(
+      `reflect padding needs kernel radius ${(kernelSize - 1) / 2} < image side ${Math.min(height, width)}`,
+    );
   }
   const C = channels;
   const P = height * width;
@@ -229,13 +237,17 @@ export function blurImageChannel(config: Omit<BlurChannelConfig, 'kind'>): Image
       // A = V H (rows then columns); A^T = H^T V^T. Both passes write every entry of their
       // output in the forward direction; the adjoint accumulates, so it starts from zero.
       if (!adjoint) {
-        for (let row = 0; row < height; row++) for (let c = 0; c < C; c++) pass1d(a, b, row * width * C + c, C, width, kernel, reflect, false);
-        for (let col = 0; col < width; col++) for (let c = 0; c < C; c++) pass1d(b, a, col * C + c, width * C, height, kernel, reflect, false);
+        for (let row = 0; row < height; row++)
+          for (let c = 0; c < C; c++) pass1d(a, b, row * width * C + c, C, width, kernel, reflect, false);
+        for (let col = 0; col < width; col++)
+          for (let c = 0; c < C; c++) pass1d(b, a, col * C + c, width * C, height, kernel, reflect, false);
       } else {
         b.fill(0);
-        for (let col = 0; col < width; col++) for (let c = 0; c < C; c++) pass1d(a, b, col * C + c, width * C, height, kernel, reflect, true);
+        for (let col = 0; col < width; col++)
+          for (let c = 0; c < C; c++) pass1d(a, b, col * C + c, width * C, height, kernel, reflect, true);
         a.fill(0);
-        for (let row = 0; row < height; row++) for (let c = 0; c < C; c++) pass1d(b, a, row * width * C + c, C, width, kernel, reflect, true);
+        for (let row = 0; row < height; row++)
+          for (let c = 0; c < C; c++) pass1d(b, a, row * width * C + c, C, width, kernel, reflect, true);
       }
       for (let q = 0; q < P * C; q++) out.data[i * P * C + q] = a[q];
     }

@@ -24,9 +24,26 @@ export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
 export const CIFAR10_ARCHIVE = 'cifar-10-binary.tar.gz';
 export const CIFAR10_DIR = 'cifar-10-batches-bin';
-export const CIFAR10_TRAIN_FILES = ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin'];
+export const CIFAR10_TRAIN_FILES = [
+  'data_batch_1.bin',
+  'data_batch_2.bin',
+  'data_batch_3.bin',
+  'data_batch_4.bin',
+  'data_batch_5.bin',
+];
 export const CIFAR10_TEST_FILES = ['test_batch.bin'];
-export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+export const CIFAR10_CLASSES = [
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+];
 
 const SIDE = 32;
 const PLANE = SIDE * SIDE;
@@ -47,10 +64,12 @@ export function decodeCifar10(bytes: Uint8Array, source: string): ImageDataset {
   for (let i = 0; i < n; i++) {
     const record = i * CIFAR10_RECORD_BYTES;
     labels[i] = bytes[record];
-    if (labels[i] >= CIFAR10_CLASSES.length) throw new Error(`${source}: record ${i} has label ${labels[i]}, not a class 0..9`);
+    if (labels[i] >= CIFAR10_CLASSES.length)
+      throw new Error(`${source}: record ${i} has label ${labels[i]}, not a class 0..9`);
     // Planes (CHW) to interleaved channels (HWC).
     for (let p = 0; p < PLANE; p++) {
-      for (let c = 0; c < 3; c++) images.data[(i * PLANE + p) * 3 + c] = DATA_MIN + scale * bytes[record + 1 + c * PLANE + p];
+      for (let c = 0; c < 3; c++)
+        images.data[(i * PLANE + p) * 3 + c] = DATA_MIN + scale * bytes[record + 1 + c * PLANE + p];
     }
   }
   return { images, labels };
@@ -59,7 +78,8 @@ export function decodeCifar10(bytes: Uint8Array, source: string): ImageDataset {
 /** Encodes images in [-2, 2] and labels as CIFAR-10 binary records (the inverse of decoding). */
 export function encodeCifar10(dataset: ImageDataset): Uint8Array {
   const [n, h, w, c] = dataset.images.shape;
-  if (h !== SIDE || w !== SIDE || c !== 3) throw new RangeError(`CIFAR-10 records hold [n, 32, 32, 3], got [${dataset.images.shape}]`);
+  if (h !== SIDE || w !== SIDE || c !== 3)
+    throw new RangeError(`CIFAR-10 records hold [n, 32, 32, 3], got [${dataset.images.shape}]`);
   const out = new Uint8Array(n * CIFAR10_RECORD_BYTES);
   const scale = 255 / (DATA_MAX - DATA_MIN);
   for (let i = 0; i < n; i++) {
@@ -145,7 +165,8 @@ export async function ensureCifar10(dir: string, options: EnsureCifar10Options =
 async function download(url: string, target: string, md5: string, options: EnsureCifar10Options): Promise<void> {
   const fetchFn = options.fetch ?? ((u: string) => fetch(u));
   const response = await fetchFn(url);
-  if (!response.ok || !response.body) throw new Error(`${url}: download failed with HTTP ${response.status} ${response.statusText}`);
+  if (!response.ok || !response.body)
+    throw new Error(`${url}: download failed with HTTP ${response.status} ${response.statusText}`);
   const total = Number(response.headers.get('content-length')) || null;
   const part = `${target}.part`;
   const hash = createHash('md5');
@@ -177,7 +198,11 @@ async function download(url: string, target: string, md5: string, options: Ensur
 }
 
 /** The train (50,000) or test (10,000) images, downloading the archive into `dir` if needed. */
-export async function loadCifar10(dir: string, split: 'train' | 'test', options: EnsureCifar10Options = {}): Promise<ImageDataset> {
+export async function loadCifar10(
+  dir: string,
+  split: 'train' | 'test',
+  options: EnsureCifar10Options = {},
+): Promise<ImageDataset> {
   const folder = await ensureCifar10(dir, options);
   const files = split === 'train' ? CIFAR10_TRAIN_FILES : CIFAR10_TEST_FILES;
   const parts: Uint8Array[] = [];

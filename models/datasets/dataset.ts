@@ -29,6 +29,7 @@ export function bytesToImages(bytes: Uint8Array, shape: number[]): NDArray {
 export function imagesToBytes(images: NDArray): Uint8Array {
   const out = new Uint8Array(images.data.length);
   const scale = 255 / (DATA_MAX - DATA_MIN);
-  for (let i = 0; i < out.length; i++) out[i] = Math.min(255, Math.max(0, Math.round((images.data[i] - DATA_MIN) * scale)));
+  for (let i = 0; i < out.length; i++)
+    out[i] = Math.min(255, Math.max(0, Math.round((images.data[i] - DATA_MIN) * scale)));
   return out;
 }

@@ -67,7 +67,9 @@ async function readImage(path: string, options: ImageFolderOptions): Promise<Buf
     pipeline = channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
     const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== channels || info.width !== width || info.height !== height) {
-      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${channels}`);
+      throw new Error(
+        `decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${channels}`,
+      );
     }
     return data;
   } catch (error) {

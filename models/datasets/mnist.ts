@@ -43,7 +43,8 @@ export function parseIdx(bytes: Uint8Array, source: string): IdxArray {
   const rank = bytes[3];
   if (rank < 1) fail('rank 0');
   const headerLength = 4 + 4 * rank;
-  if (bytes.length < headerLength) fail(`truncated header: ${bytes.length} bytes, the ${rank} dimensions need ${headerLength}`);
+  if (bytes.length < headerLength)
+    fail(`truncated header: ${bytes.length} bytes, the ${rank} dimensions need ${headerLength}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dims: number[] = [];
   for (let d = 0; d < rank; d++) dims.push(view.getUint32(4 + 4 * d, false));
@@ -75,10 +76,12 @@ export async function readIdxFile(path: string): Promise<IdxArray> {
 export async function loadIdxPair(imagesPath: string, labelsPath: string): Promise<ImageDataset> {
   const images = await readIdxFile(imagesPath);
   const labels = await readIdxFile(labelsPath);
-  if (images.dims.length !== 3) throw new Error(`${imagesPath}: expected images [n, rows, cols], got [${images.dims.join(', ')}]`);
+  if (images.dims.length !== 3)
+    throw new Error(`${imagesPath}: expected images [n, rows, cols], got [${images.dims.join(', ')}]`);
   if (labels.dims.length !== 1) throw new Error(`${labelsPath}: expected labels [n], got [${labels.dims.join(', ')}]`);
   const [n, rows, cols] = images.dims;
-  if (labels.dims[0] !== n) throw new Error(`${labelsPath}: ${labels.dims[0]} labels for the ${n} images of ${imagesPath}`);
+  if (labels.dims[0] !== n)
+    throw new Error(`${labelsPath}: ${labels.dims[0]} labels for the ${n} images of ${imagesPath}`);
   const out = Int32Array.from(labels.data);
   const bad = out.findIndex((l) => l >= MNIST_CLASSES);
   if (bad >= 0) throw new Error(`${labelsPath}: label ${out[bad]} at index ${bad} is not a class 0..9`);
@@ -164,7 +167,9 @@ export async function loadFashionMnist(options: MnistOptions = {}): Promise<Imag
     try {
       parsed = JSON.parse(await readFile(path, 'utf8'));
     } catch (error) {
-      throw new Error(`${path}: unreadable Fashion-MNIST class file: ${error instanceof Error ? error.message : String(error)}`);
+      throw new Error(
+        `${path}: unreadable Fashion-MNIST class file: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
     const data = typeof parsed === 'object' && parsed !== null && 'data' in parsed ? parsed.data : undefined;
     if (!Array.isArray(data)) throw new Error(`${path}: expected {"data": [[784 bytes], ...]}`);

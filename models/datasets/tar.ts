@@ -77,7 +77,8 @@ export async function* tarEntries(chunks: AsyncIterable<Buffer>, source: string)
     const size = octal(header, 124, 12, 'size', source);
     const type = String.fromCharCode(header[156] || 0x30);
     const data = await reader.read(size);
-    if (data.length < size) throw new Error(`${source}: truncated tar archive (member of ${size} bytes cut at ${data.length})`);
+    if (data.length < size)
+      throw new Error(`${source}: truncated tar archive (member of ${size} bytes cut at ${data.length})`);
     const padding = (BLOCK - (size % BLOCK)) % BLOCK;
     if ((await reader.read(padding)).length < padding) throw new Error(`${source}: truncated tar archive (padding)`);
     if (type === 'L') {

@@ -113,7 +113,11 @@ export class ClassifierNetwork {
   }
 
   logits(x: tf.Tensor4D): tf.Tensor2D {
-    return tf.tidy(() => this.features(x).matMul(this.weights['head.weight'] as tf.Tensor2D).add(this.weights['head.bias']));
+    return tf.tidy(() =>
+      this.features(x)
+        .matMul(this.weights['head.weight'] as tf.Tensor2D)
+        .add(this.weights['head.bias']),
+    );
   }
 
   params(): ParamMap {
@@ -144,15 +148,24 @@ export interface TrainedClassifier {
 }
 
 /** Trains the classifier on labelled images; batch draws of step s come from `derive(seed, 'classifier', s)`. */
-export async function trainMnistClassifier(data: ImageDataset, options: ClassifierTrainOptions): Promise<TrainedClassifier> {
+export async function trainMnistClassifier(
+  data: ImageDataset,
+  options: ClassifierTrainOptions,
+): Promise<TrainedClassifier> {
   const config = options.config ?? MNIST_CLASSIFIER;
   const { labels, images } = data;
   if (!labels) throw new Error('the classifier needs labelled images');
   const [n, h, w, c] = images.shape;
   if (h !== config.height || w !== config.width || c !== config.channels) {
-    throw new RangeError(`images [${images.shape}] do not fit the classifier's ${config.height}x${config.width}x${config.channels}`);
+    throw new RangeError(
+      `images [${images.shape}] do not fit the classifier's ${config.height}x${config.width}x${config.channels}`,
+    );
   }
-  const network = ClassifierNetwork.fromParams(config, initClassifierParams(config, Rng.derive(options.seed, 'classifier', 'init')), true);
+  const network = ClassifierNetwork.fromParams(
+    config,
+    initClassifierParams(config, Rng.derive(options.seed, 'classifier', 'init')),
+    true,
+  );
   const variables = new Map(Object.entries(network.weights) as Array<[string, tf.Variable]>);
   const adam = new Adam(variables, defaultAdam({ lr: options.lr, clip: 5 }));
   const B = options.batchSize;
@@ -209,7 +222,9 @@ async function batched(
   const { config } = classifier;
   const [n, h, w, c] = images.shape;
   if (h !== config.height || w !== config.width || c !== config.channels) {
-    throw new RangeError(`images [${images.shape}] do not fit the classifier's ${config.height}x${config.width}x${config.channels}`);
+    throw new RangeError(
+      `images [${images.shape}] do not fit the classifier's ${config.height}x${config.width}x${config.channels}`,
+    );
   }
   const k = width(config);
   const out = ndarray([n, k]);
@@ -217,7 +232,9 @@ async function batched(
   try {
     for (let start = 0; start < n; start += batchSize) {
       const m = Math.min(batchSize, n - start);
-      const result = tf.tidy(() => run(network, tf.tensor4d(images.data.subarray(start * h * w * c, (start + m) * h * w * c), [m, h, w, c])));
+      const result = tf.tidy(() =>
+        run(network, tf.tensor4d(images.data.subarray(start * h * w * c, (start + m) * h * w * c), [m, h, w, c])),
+      );
       out.data.set((await result.data()) as Float32Array, start * k);
       result.dispose();
     }
@@ -233,7 +250,13 @@ export function classifierFeatures(
   images: NDArray,
   batchSize = 256,
 ): Promise<NDArray> {
-  return batched(classifier, images, (c) => c.featureDim, (net, x) => net.features(x), batchSize);
+  return batched(
+    classifier,
+    images,
+    (c) => c.featureDim,
+    (net, x) => net.features(x),
+    batchSize,
+  );
 }
 
 /** Fraction of images whose arg-max logit is their label. */
@@ -243,7 +266,13 @@ export async function classifierAccuracy(
   batchSize = 256,
 ): Promise<number> {
   if (!data.labels) throw new Error('accuracy needs labelled images');
-  const logits = await batched(classifier, data.images, (c) => c.classes, (net, x) => net.logits(x), batchSize);
+  const logits = await batched(
+    classifier,
+    data.images,
+    (c) => c.classes,
+    (net, x) => net.logits(x),
+    batchSize,
+  );
   const k = classifier.config.classes;
   let correct = 0;
   for (let i = 0; i < data.labels.length; i++) {

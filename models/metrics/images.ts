@@ -63,7 +63,14 @@ function gaussianWindow(size: number, sigma: number): Float64Array {
 }
 
 /** Separable 'valid' filtering of an h x w plane. */
-function filterValid(plane: Float64Array, h: number, w: number, k: Float64Array, tmp: Float64Array, out: Float64Array): void {
+function filterValid(
+  plane: Float64Array,
+  h: number,
+  w: number,
+  k: Float64Array,
+  tmp: Float64Array,
+  out: Float64Array,
+): void {
   const m = k.length;
   const ow = w - m + 1;
   const oh = h - m + 1;
@@ -86,7 +93,8 @@ function filterValid(plane: Float64Array, h: number, w: number, k: Float64Array,
 /** SSIM of each image (mean over positions and channels) and their mean. */
 export function ssim(x: NDArray, ref: NDArray, dataRange = DATA_RANGE): PerImage {
   const [n, h, w, c] = checkPair(x, ref);
-  if (h < SSIM_WINDOW || w < SSIM_WINDOW) throw new RangeError(`SSIM needs images of at least ${SSIM_WINDOW}x${SSIM_WINDOW}, got ${h}x${w}`);
+  if (h < SSIM_WINDOW || w < SSIM_WINDOW)
+    throw new RangeError(`SSIM needs images of at least ${SSIM_WINDOW}x${SSIM_WINDOW}, got ${h}x${w}`);
   const k = gaussianWindow(SSIM_WINDOW, SSIM_SIGMA);
   const c1 = (SSIM_K1 * dataRange) ** 2;
   const c2 = (SSIM_K2 * dataRange) ** 2;
@@ -263,7 +271,9 @@ export function frechetDistance(
 ): number {
   const k = mu1.length;
   if (mu2.length !== k || cov1.length !== k * k || cov2.length !== k * k) {
-    throw new RangeError(`frechetDistance: means of ${mu1.length} and ${mu2.length}, covariances of ${cov1.length} and ${cov2.length} entries`);
+    throw new RangeError(
+      `frechetDistance: means of ${mu1.length} and ${mu2.length}, covariances of ${cov1.length} and ${cov2.length} entries`,
+    );
   }
   let meanTerm = 0;
   for (let i = 0; i < k; i++) meanTerm += (mu1[i] - mu2[i]) ** 2;

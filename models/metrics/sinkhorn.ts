@@ -8,11 +8,12 @@
  * At the optimum S_eps is non-negative, zero only for identical measures, and metrises weak
  * convergence.
  *
- * OT_eps is solved through its dual potentials (f, g) in the log domain, as in GeomLoss:
- * eps annealing from the diameter of the clouds down to blur^2 (one sweep per level, each
- * warm-starting the next), then up to `iterations` sweeps at blur^2, all with the symmetric
- * averaged updates f <- (f + softmin_eps(g)) / 2, g <- (g + softmin_eps(f)) / 2, and a final
- * plain extrapolation update; then S = <a, f_ba - f_aa> + <b, g_ab - g_bb>.
+ * OT_eps is solved through its dual potentials (f, g) in the log domain by the GeomLoss loop:
+ * eps annealing from the squared diameter of the clouds down to blur^2 (one sweep per level,
+ * each warm-starting the next), here followed by up to `iterations` more sweeps at blur^2
+ * (until the plans' marginals are within `tolerance`), all with the symmetric averaged updates
+ * f <- (f + softmin_eps(g)) / 2, g <- (g + softmin_eps(f)) / 2, and a final plain
+ * extrapolation update; then S = <a, f_ba - f_aa> + <b, g_ab - g_bb>.
  *
  * Every softmin is a log-sum-exp shifted by the potential it replaces,
  *     softmin(g)_i = f_i - eps log( mean_j exp((f_i + g_j - C_ij) / eps) ),
@@ -21,10 +22,12 @@
  * symmetric); near the fixed point the means are ~1, so nothing over- or underflows, and a
  * row or column where that fails is redone with its exact maximum.
  *
- * Accuracy: on samples of a 1-D curve at blur = 0.05 Sinkhorn converges slowly (mass must
- * diffuse along the curve), so a fixed budget of sweeps under-estimates S for clouds whose
- * density differs at scales much larger than the blur. The result is a deterministic function
- * of the clouds and the options: compare values computed with the same options only.
+ * Accuracy: on samples of a 1-D curve at blur = 0.05 Sinkhorn converges very slowly (mass
+ * must diffuse along the curve; thousands of sweeps), so any affordable budget under-estimates
+ * the part of S due to density differences at scales much larger than the blur, such as the
+ * sampling noise between two finite clouds; differences at the scale of the blur (samples off
+ * the curve) are resolved. The result is a deterministic function of the clouds and the
+ * options: compare only values computed with the same options and cloud sizes.
  *
  * Memory is O(n m) (the cost matrices are kept): subsample clouds beyond a few thousand points.
  *
@@ -39,7 +42,10 @@ import type { NDArray } from '../ndarray.js';
 export interface SinkhornOptions {
   /** Length scale of the entropic blur; eps = blur^2. */
   blur?: number;
-  /** Most sweeps at the target blur, after the annealing. */
+  /**
+   * Most sweeps at the target blur beyond the GeomLoss loop (which ends with one there);
+   * 0 runs exactly the GeomLoss loop.
+   */
   iterations?: number;
   /**
    * Stop once every transport plan's marginals match their weights to within this total
@@ -91,24 +97,27 @@ export function sinkhorn(x: NDArray, y: NDArray, options: SinkhornOptions = {}):
   const selfY = new SelfTransport(halfSquaredDistances(ys, m, ys, m, d), m);
 
   // GeomLoss starts from the softmin of zero potentials at the largest eps: a plain update.
-  cross.update(schedule[0], 1);
-  selfX.update(schedule[0], 1);
-  selfY.update(schedule[0], 1);
+  cross.update(schedule[0], 1, false);
+  selfX.update(schedule[0], 1, false);
+  selfY.update(schedule[0], 1, false);
 
   let sweeps = 0;
   let converged = false;
   let gap = Infinity;
   let selfXGap = Infinity;
   let selfYGap = Infinity;
-  for (let sweep = 0; sweep < schedule.length - 1 + iterations; sweep++) {
+  for (let sweep = 0; sweep < schedule.length + iterations; sweep++) {
     const annealing = sweep < schedule.length - 1;
+    const extra = sweep > schedule.length - 1;
     const eps = schedule[Math.min(sweep, schedule.length - 1)];
-    gap = cross.update(eps, 0.5);
-    // Self-transport problems settle within a few sweeps: stop paying for them once they have.
-    if (annealing || selfXGap > tolerance) selfXGap = selfX.update(eps, 0.5);
-    if (annealing || selfYGap > tolerance) selfYGap = selfY.update(eps, 0.5);
+    gap = cross.update(eps, 0.5, !annealing);
+    // Self-transport problems settle within a few sweeps: past the GeomLoss loop, stop paying
+    // for them once they have.
+    if (!extra || selfXGap > tolerance) selfXGap = selfX.update(eps, 0.5, !annealing);
+    if (!extra || selfYGap > tolerance) selfYGap = selfY.update(eps, 0.5, !annealing);
     gap = Math.max(gap, selfXGap, selfYGap);
     sweeps++;
+    // The GeomLoss loop ends with one sweep at the target eps; only then may it stop early.
     if (!annealing && gap <= tolerance) {
       converged = true;
       break;
@@ -117,9 +126,9 @@ export function sinkhorn(x: NDArray, y: NDArray, options: SinkhornOptions = {}):
 
   // Final extrapolation: one plain update at the target eps, as in GeomLoss.
   const target = schedule[schedule.length - 1];
-  cross.update(target, 1);
-  selfX.update(target, 1);
-  selfY.update(target, 1);
+  cross.update(target, 1, false);
+  selfX.update(target, 1, false);
+  selfY.update(target, 1, false);
 
   let divergence = 0;
   for (let i = 0; i < n; i++) divergence += (cross.f[i] - selfX.f[i]) / n;
@@ -130,15 +139,17 @@ export function sinkhorn(x: NDArray, y: NDArray, options: SinkhornOptions = {}):
 /** |u_i - v_j|^2 / 2 for all pairs, [n, m] row-major. */
 function halfSquaredDistances(u: Float64Array, n: number, v: Float64Array, m: number, d: number): Float64Array {
   const out = new Float64Array(n * m);
+  const symmetric = u === v;
   for (let i = 0; i < n; i++) {
     const row = i * m;
-    for (let j = 0; j < m; j++) {
+    for (let j = symmetric ? i : 0; j < m; j++) {
       let sum = 0;
       for (let p = 0; p < d; p++) {
         const diff = u[i * d + p] - v[j * d + p];
         sum += diff * diff;
       }
       out[row + j] = 0.5 * sum;
+      if (symmetric) out[j * m + i] = 0.5 * sum;
     }
   }
   return out;
@@ -164,11 +175,12 @@ function diameter(u: Float64Array, n: number, v: Float64Array, m: number, d: num
 }
 
 /**
- * eps for each annealing sweep: diameter^2, then down by scaling^2 per sweep, ending at
- * blur^2 (GeomLoss `epsilon_schedule` with p = 2).
+ * eps for each sweep of the GeomLoss loop (`epsilon_schedule` with p = 2): diameter^2 (twice,
+ * as there), then down by scaling^2 per sweep while above blur^2, then blur^2. The first level
+ * is at least blur^2, so clouds that are a single repeated point do not start at eps = 0.
  */
 function epsilonSchedule(diameterOfClouds: number, blur: number, scaling: number): number[] {
-  const schedule: number[] = [];
+  const schedule: number[] = [Math.max(diameterOfClouds, blur) ** 2];
   if (scaling < 1) {
     for (let length = diameterOfClouds; length > blur; length *= scaling) schedule.push(length * length);
   }
@@ -265,16 +277,17 @@ class CrossTransport {
 
   /**
    * Moves (f, g) by `step` of the way to (softmin(g), softmin(f)), both from the current
-   * potentials; returns the plan's marginal total-variation gap before the move.
+   * potentials; returns the plan's marginal total-variation gap before the move. `reused`
+   * says whether later sweeps will run at this same eps (only then are near pairs listed).
    */
-  update(eps: number, step: number): number {
+  update(eps: number, step: number, reused: boolean): number {
     const { rows, cols, f, g, rowMean, columnMean, near } = this;
     const useNear =
       near.valid &&
       near.eps === eps &&
       largestRise(f, this.fAtListing) + largestRise(g, this.gAtListing) < NEAR_MARGIN * eps;
     if (useNear) this.accumulateNear(1 / eps);
-    else this.accumulateDense(eps);
+    else this.accumulateDense(eps, reused);
 
     let columnsTrusted = true;
     for (let j = 0; j < cols; j++) {
@@ -297,12 +310,12 @@ class CrossTransport {
   }
 
   /** Row and column sums of exp((f_i + g_j - C_ij) / eps) over all pairs; lists the near ones. */
-  private accumulateDense(eps: number): void {
+  private accumulateDense(eps: number, listNear: boolean): void {
     const { cost, rows, cols, f, g, rowMean, columnMean, near } = this;
     const inverseEps = 1 / eps;
     const listBelow = SKIPPED_EXPONENT - NEAR_MARGIN;
     near.begin(eps);
-    let listing = true;
+    let listing = listNear;
     columnMean.fill(0);
     for (let i = 0; i < rows; i++) {
       const fi = f[i];
@@ -372,7 +385,8 @@ class CrossTransport {
     columnMean.fill(0);
     for (let i = 0; i < rows; i++) {
       const row = i * cols;
-      for (let j = 0; j < cols; j++) columnMean[j] += Math.exp((f[i] + g[j] - cost[row + j]) * inverseEps - columnMax[j]);
+      for (let j = 0; j < cols; j++)
+        columnMean[j] += Math.exp((f[i] + g[j] - cost[row + j]) * inverseEps - columnMax[j]);
     }
     for (let j = 0; j < cols; j++) columnMean[j] = columnMax[j] + Math.log(columnMean[j] / rows);
     return columnMean;
@@ -400,12 +414,12 @@ class SelfTransport {
     this.fAtListing = new Float64Array(size);
   }
 
-  /** Moves f by `step` of the way to softmin(f); returns the marginal total-variation gap. */
-  update(eps: number, step: number): number {
+  /** Moves f by `step` of the way to softmin(f); returns the marginal gap (see CrossTransport). */
+  update(eps: number, step: number, reused: boolean): number {
     const { size, f, mean, near } = this;
     const useNear = near.valid && near.eps === eps && 2 * largestRise(f, this.fAtListing) < NEAR_MARGIN * eps;
     if (useNear) this.accumulateNear(1 / eps);
-    else this.accumulateDense(eps);
+    else this.accumulateDense(eps, reused);
 
     let gap = 0;
     for (let i = 0; i < size; i++) {
@@ -417,12 +431,12 @@ class SelfTransport {
     return gap;
   }
 
-  private accumulateDense(eps: number): void {
+  private accumulateDense(eps: number, listNear: boolean): void {
     const { cost, size, f, mean, near } = this;
     const inverseEps = 1 / eps;
     const listBelow = SKIPPED_EXPONENT - NEAR_MARGIN;
     near.begin(eps);
-    let listing = true;
+    let listing = listNear;
     mean.fill(0);
     for (let i = 0; i < size; i++) {
       const fi = f[i];

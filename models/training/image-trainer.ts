@@ -27,7 +27,12 @@ import { NonFiniteLossError, type TrainCheckpoint, type TrainHooks, type TrainOp
 export interface DenoisingNetwork {
   /** Trainable variables by parameter name (from `fromParams(..., true)`). */
   readonly weights: Record<string, tf.Tensor>;
-  denoise(xt: tf.Tensor, sigma: tf.Tensor1D, cond: tf.Tensor | null, options: { training: boolean; seed: number }): tf.Tensor;
+  denoise(
+    xt: tf.Tensor,
+    sigma: tf.Tensor1D,
+    cond: tf.Tensor | null,
+    options: { training: boolean; seed: number },
+  ): tf.Tensor;
   params(): ParamMap;
   dispose(): void;
 }
@@ -52,7 +57,8 @@ export async function trainDenoisingNetwork(
   const dim = sizeOf(xShape);
   const condShape = data.cond ? data.cond.shape.slice(1) : null;
   const condDim = condShape ? sizeOf(condShape) : 0;
-  if (data.cond && data.cond.shape[0] !== n) throw new RangeError(`${data.cond.shape[0]} conditioning rows for ${n} targets`);
+  if (data.cond && data.cond.shape[0] !== n)
+    throw new RangeError(`${data.cond.shape[0]} conditioning rows for ${n} targets`);
   if (n === 0) throw new RangeError('no training data');
 
   const variables = new Map(Object.entries(network.weights) as Array<[string, tf.Variable]>);
@@ -143,13 +149,20 @@ export async function trainUnetDenoiser(
   const n = data.x.shape[0];
   const expect = (what: string, a: NDArray | null, c: number) => {
     const want = [n, height, width, c].join(',');
-    if (!a || a.shape.join(',') !== want) throw new RangeError(`${what} must be [${want}], got [${a?.shape ?? 'none'}]`);
+    if (!a || a.shape.join(',') !== want)
+      throw new RangeError(`${what} must be [${want}], got [${a?.shape ?? 'none'}]`);
   };
   expect('training images', data.x, channels);
   if (condChannels > 0) expect('conditioning', data.cond, condChannels);
   const network = UnetNetwork.fromParams(config, start.resume?.params ?? start.params, true);
   try {
-    return await trainDenoisingNetwork(network, { x: data.x, cond: condChannels > 0 ? data.cond : null }, start.resume, options, hooks);
+    return await trainDenoisingNetwork(
+      network,
+      { x: data.x, cond: condChannels > 0 ? data.cond : null },
+      start.resume,
+      options,
+      hooks,
+    );
   } finally {
     network.dispose();
   }

@@ -1,0 +1,162 @@
+/**
+ * Temporal workers for campaigns: one worker per task queue, so GPU machines poll only the
+ * GPU queue and the number of trainings / samplers that share a device is bounded.
+ *
+ *   diffem-cpu  the workflow itself and the CPU activities (data, evaluation, records, figures)
+ *   diffem-gpu  training and sampling (posteriorSample, trainConditional, trainPrior, samplePrior)
+ *
+ * The workflow code runs from a prebuilt bundle when one is given (`diffem worker bundle`
+ * writes it at image build time), so a worker starts without webpack and runs exactly the
+ * code that the replay tests checked.
+ */
+import { writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { Duration } from '@temporalio/common';
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
+import { DEFAULT_QUEUES } from '../../workflows/temporal.js';
+import { createEngineActivities } from './activities.js';
+
+export type QueueChoice = 'diffem-gpu' | 'diffem-cpu' | 'all';
+
+export interface RunWorkerOptions {
+  /** host:port of the Temporal frontend (default TEMPORAL_ADDRESS, else localhost:7233). */
+  address?: string;
+  /** Default TEMPORAL_NAMESPACE, else 'default'. */
+  namespace?: string;
+  queue: QueueChoice;
+  /**
+   * Activities run at once on this worker. GPU queue: 1 by default, since every activity uses
+   * the first visible device: run one worker per GPU (CUDA_VISIBLE_DEVICES=i) to use several.
+   * CPU queue: half the cores, since the CPU activities are compute-bound too.
+   * With queue 'all' it sets the CPU queue; the GPU queue keeps 1.
+   */
+  concurrency?: number;
+  /** A bundle written by `bundleWorkflows` (or `diffem worker bundle`); without it the worker bundles at start. */
+  workflowBundle?: string;
+  /**
+   * What the CPU queue's worker serves: heavy CPU activities block the event loop that also
+   * completes workflow tasks, so large deployments run 'workflows' and 'activities' apart.
+   */
+  role?: 'both' | 'workflows' | 'activities';
+  /**
+   * How long in-flight activities may finish after SIGTERM before they are cancelled (their
+   * retry then resumes from the last checkpoint). Keep the orchestrator's grace period longer
+   * (k8s terminationGracePeriodSeconds).
+   */
+  shutdownGraceTime?: Duration;
+  /** Task queue names; tests use unique ones. */
+  queues?: { cpu: string; gpu: string };
+  /** An existing connection (tests); it is not closed by the worker. */
+  connection?: NativeConnection;
+}
+
+export const DEFAULT_SHUTDOWN_GRACE_TIME = '60s';
+
+export function temporalAddress(address?: string): string {
+  return address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
+}
+
+export function temporalNamespace(namespace?: string): string {
+  return namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+}
+
+/** The compiled workflow entry (dist/workflows/index.js). */
+export function defaultWorkflowsPath(): string {
+  return fileURLToPath(new URL('../../workflows/index.js', import.meta.url));
+}
+
+/** Bundles the workflow code once, for workers (`workflowBundle`) and replay tests. */
+export async function bundleWorkflows(outPath: string): Promise<void> {
+  const { code } = await bundleWorkflowCode({ workflowsPath: defaultWorkflowsPath() });
+  await writeFile(outPath, code);
+}
+
+/** Connects to the frontend, naming the address in the error when it is unreachable. */
+export async function connectWorker(address: string): Promise<NativeConnection> {
+  try {
+    return await NativeConnection.connect({ address });
+  } catch (error) {
+    throw new Error(
+      `cannot reach the Temporal server at ${address}: ${error instanceof Error ? error.message : String(error)} ` +
+        `(set --address or TEMPORAL_ADDRESS)`,
+      { cause: error },
+    );
+  }
+}
+
+export interface CampaignWorkers {
+  workers: Worker[];
+  /** Stops polling, lets in-flight tasks finish within the grace time, closes an owned connection. */
+  shutdown(): Promise<void>;
+  /** Runs every worker until shutdown (SIGINT / SIGTERM, or `shutdown()`). */
+  run(): Promise<void>;
+}
+
+export async function createWorkers(options: RunWorkerOptions): Promise<CampaignWorkers> {
+  const address = temporalAddress(options.address);
+  const namespace = temporalNamespace(options.namespace);
+  const queues = options.queues ?? DEFAULT_QUEUES;
+  const owned = !options.connection;
+  const connection = options.connection ?? (await connectWorker(address));
+  const activities = { ...createActivities(), ...createEngineActivities() };
+  const role = options.role ?? 'both';
+  const shutdownGraceTime = options.shutdownGraceTime ?? DEFAULT_SHUTDOWN_GRACE_TIME;
+  const workflowCode: Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> = options.workflowBundle
+    ? { workflowBundle: { codePath: options.workflowBundle } }
+    : { workflowsPath: defaultWorkflowsPath() };
+
+  const workers: Worker[] = [];
+  try {
+    if (options.queue === 'diffem-cpu' || options.queue === 'all') {
+      workers.push(
+        await Worker.create({
+          connection,
+          namespace,
+          taskQueue: queues.cpu,
+          ...(role !== 'activities' ? workflowCode : {}),
+          ...(role !== 'workflows' ? { activities } : {}),
+          maxConcurrentActivityTaskExecutions: options.concurrency ?? Math.max(1, Math.floor(availableParallelism() / 2)),
+          shutdownGraceTime,
+        }),
+      );
+    }
+    if (options.queue === 'diffem-gpu' || options.queue === 'all') {
+      workers.push(
+        await Worker.create({
+          connection,
+          namespace,
+          taskQueue: queues.gpu,
+          activities,
+          maxConcurrentActivityTaskExecutions: options.queue === 'all' ? 1 : (options.concurrency ?? 1),
+          shutdownGraceTime,
+        }),
+      );
+    }
+  } catch (error) {
+    if (owned) await connection.close();
+    throw error;
+  }
+
+  const shutdown = async (): Promise<void> => {
+    for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+  };
+  return {
+    workers,
+    shutdown,
+    run: async () => {
+      try {
+        await Promise.all(workers.map((worker) => worker.run()));
+      } finally {
+        if (owned) await connection.close();
+      }
+    },
+  };
+}
+
+/** `diffem worker`: polls the chosen queue(s) until SIGINT / SIGTERM. */
+export async function runWorker(options: RunWorkerOptions): Promise<void> {
+  const { run } = await createWorkers(options);
+  await run();
+}

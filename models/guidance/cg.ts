@@ -1,0 +1,109 @@
+/**
+ * Conjugate gradients for a batch of independent symmetric positive-definite systems
+ * M_i u_i = b_i (i = 1..n, each of size m), where M is known only through one batched
+ * product v -> M v per iteration (for guidance, one network pass each):
+ *
+ *     u_0 = 0, r_0 = p_0 = b
+ *     alpha = (r.r) / (p.M p),  u += alpha p,  r -= alpha M p
+ *     beta = (r'.r') / (r.r),   p = r' + beta p
+ *
+ * with scalars per row. In exact arithmetic row i is solved after at most m iterations;
+ * fewer give the minimiser of the M-norm error over the Krylov space, which is what
+ * moment-matching guidance uses with 1 to 3 iterations. A row stops updating once its
+ * residual falls below `tolerance` relative to |b_i|, or when its curvature p.M p is not
+ * positive (a learned Jacobian need not be positive definite); the loop ends early when
+ * every row has stopped.
+ * Reference: Hestenes & Stiefel (1952); Golub & Van Loan, "Matrix Computations", Sec. 11.3.
+ */
+export interface ConjugateGradientOptions {
+  /** Most iterations, i.e. most products with M. */
+  iterations: number;
+  /** Residual below which a row counts as solved, relative to |b_i| (default 1e-12). */
+  tolerance?: number;
+}
+
+export interface ConjugateGradientResult {
+  /** u [n, m]. */
+  x: Float64Array;
+  /** Products with M done (iterations run). */
+  iterations: number;
+  /** Largest relative residual |r_i| / |b_i| over the rows, after each iteration (entry 0: before). */
+  residuals: number[];
+}
+
+export type BatchedMatVec = (v: Float64Array) => Promise<Float64Array> | Float64Array;
+
+export async function conjugateGradient(
+  matvec: BatchedMatVec,
+  b: Float64Array,
+  rows: number,
+  size: number,
+  options: ConjugateGradientOptions,
+): Promise<ConjugateGradientResult> {
+  if (b.length !== rows * size) throw new RangeError(`conjugateGradient: b has ${b.length} values, expected ${rows}x${size}`);
+  if (!(Number.isInteger(options.iterations) && options.iterations >= 0)) {
+    throw new RangeError(`conjugateGradient: iterations must be a non-negative integer, got ${options.iterations}`);
+  }
+  const tolerance = options.tolerance ?? 1e-12;
+  const x = new Float64Array(rows * size);
+  const r = Float64Array.from(b);
+  const p = Float64Array.from(b);
+  const rr = rowDots(r, r, rows, size);
+  const bNorm = rr.map(Math.sqrt);
+  const active = new Uint8Array(rows);
+  const residuals = [maxRelative(rr, bNorm)];
+  let running = 0;
+  for (let i = 0; i < rows; i++) {
+    active[i] = Math.sqrt(rr[i]) > tolerance * bNorm[i] && bNorm[i] > 0 ? 1 : 0;
+    running += active[i];
+  }
+  let iterations = 0;
+  while (iterations < options.iterations && running > 0) {
+    // Stopped rows multiply a zero direction, so they cost nothing extra and stay put.
+    for (let i = 0; i < rows; i++) if (!active[i]) p.fill(0, i * size, (i + 1) * size);
+    const mp = await matvec(p);
+    iterations++;
+    if (mp.length !== rows * size) throw new RangeError(`conjugateGradient: M v returned ${mp.length} values`);
+    const curvature = rowDots(p, mp, rows, size);
+    for (let i = 0; i < rows; i++) {
+      if (!active[i]) continue;
+      if (!(curvature[i] > 0) || !Number.isFinite(curvature[i])) {
+        active[i] = 0;
+        running--;
+        continue;
+      }
+      const alpha = rr[i] / curvature[i];
+      let next = 0;
+      for (let j = i * size; j < (i + 1) * size; j++) {
+        x[j] += alpha * p[j];
+        r[j] -= alpha * mp[j];
+        next += r[j] * r[j];
+      }
+      const beta = next / rr[i];
+      rr[i] = next;
+      for (let j = i * size; j < (i + 1) * size; j++) p[j] = r[j] + beta * p[j];
+      if (Math.sqrt(next) <= tolerance * bNorm[i]) {
+        active[i] = 0;
+        running--;
+      }
+    }
+    residuals.push(maxRelative(rr, bNorm));
+  }
+  return { x, iterations, residuals };
+}
+
+function rowDots(a: Float64Array, b: Float64Array, rows: number, size: number): Float64Array {
+  const out = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let acc = 0;
+    for (let j = i * size; j < (i + 1) * size; j++) acc += a[j] * b[j];
+    out[i] = acc;
+  }
+  return out;
+}
+
+function maxRelative(rr: Float64Array, bNorm: Float64Array): number {
+  let worst = 0;
+  for (let i = 0; i < rr.length; i++) if (bNorm[i] > 0) worst = Math.max(worst, Math.sqrt(rr[i]) / bNorm[i]);
+  return worst;
+}
