@@ -1,0 +1,269 @@
+/**
+ * What a report shows, read back from the store: per run (one campaign, or each method of
+ * a comparison) the per-lap metrics with the E-step network evaluations and their running
+ * total, the final E-step (the `final/` steps of the journal), subsamples of the stored
+ * E-step samples of a few laps, the campaign's figures, and each lap's lineage (artifacts
+ * with sha256 and size, durations, attempts). Plain JSON, so the page carries it inline.
+ */
+import { campaignKey, getTensors } from '../activities/io.js';
+import { getJson, sha256Hex, type ArtifactStore } from '../activities/store/store.js';
+import { listSteps, type StepRecord } from '../engines/local/journal.js';
+import { curveFunction, type CurveParams } from '../models/manifold.js';
+import type { CampaignConfig } from '../workflows/config.js';
+import type { ArtifactRef, Metrics } from '../workflows/types.js';
+import { campaignHistory, campaignStatus, campaignSummary, requireCampaign } from './history.js';
+
+/** The comparison record that `diffem compare` writes under `campaigns/{id}/comparison.json`. */
+export interface ComparisonRecord {
+  id: string;
+  datasetDigest: string;
+  seed: number;
+  laps: number;
+  trainingSteps: number;
+  estepSteps: number;
+  mmpsCgIterations: number;
+  runs: ComparisonRun[];
+}
+
+export interface ComparisonRun {
+  method: CampaignConfig['method'];
+  campaignId: string;
+  laps: Array<{ lap: number; metrics: Metrics; evaluations: number; cumulativeEvaluations: number; seconds: number }>;
+  final: { metrics: Metrics; evaluations: number | null; cumulativeEvaluations: number | null } | null;
+  priorMetrics: Metrics | null;
+  seconds: number;
+}
+
+export function comparisonKey(id: string): string {
+  return campaignKey(id, 'comparison.json');
+}
+
+export interface ReportLap {
+  /** The lap number; the final E-step is `laps + 1`. */
+  lap: number;
+  label: string;
+  metrics: Metrics;
+  /** E-step network evaluations of this lap (null: unknown). */
+  evaluations: number | null;
+  cumulativeEvaluations: number | null;
+  seconds: number;
+  attempts: number;
+  failures: number;
+  started: string | null;
+  finished: string | null;
+  artifacts: ArtifactRef[];
+}
+
+export interface SampleCloud {
+  lap: number;
+  label: string;
+  /** Rows of the samples, flat [count, dim], rounded. */
+  points: number[];
+  count: number;
+}
+
+export interface ReportFigure {
+  name: string;
+  dataUri: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface ReportRun {
+  campaignId: string;
+  method: string;
+  status: string;
+  datasetDigest: string | null;
+  laps: ReportLap[];
+  priorMetrics: Metrics | null;
+  samples: SampleCloud[];
+  figures: ReportFigure[];
+}
+
+export interface ReportData {
+  id: string;
+  kind: 'campaign' | 'comparison';
+  title: string;
+  dim: number;
+  /** The true curve, flat [count, dim] (null when the campaign has none). */
+  curve: number[] | null;
+  metricNames: string[];
+  config: CampaignConfig;
+  runs: ReportRun[];
+}
+
+export interface ReportOptions {
+  /** Sample points kept per drawn lap. */
+  maxPoints?: number;
+  /** Points along the true curve. */
+  curvePoints?: number;
+}
+
+const METRIC_ORDER = ['sinkhorn', 'curve_distance_mean', 'curve_distance_median', 'curve_distance_p90', 'coverage', 'consistency', 'final_loss', 'psnr', 'fid'];
+
+/** A campaign's report, or a comparison's when `campaigns/{id}/comparison.json` exists. */
+export async function loadReportData(store: ArtifactStore, id: string, options: ReportOptions = {}): Promise<ReportData> {
+  const comparison = (await store.exists(comparisonKey(id))) ? await getJson<ComparisonRecord>(store, comparisonKey(id)) : null;
+  const campaignIds = comparison ? comparison.runs.map((r) => r.campaignId) : [id];
+  const manifests = await Promise.all(campaignIds.map((c) => requireCampaign(store, c)));
+  const config = manifests[0].config;
+  const runs = await Promise.all(campaignIds.map((c, i) => loadRun(store, c, manifests[i].config, options)));
+  const present = new Set(runs.flatMap((r) => r.laps.flatMap((l) => Object.keys(l.metrics).filter((k) => Number.isFinite(l.metrics[k])))));
+  const metricNames = [...METRIC_ORDER.filter((m) => present.has(m)), ...[...present].filter((m) => !METRIC_ORDER.includes(m)).sort()];
+  const curve = await loadCurve(store, campaignIds[0], config.data.dim, options.curvePoints ?? 400);
+  const title = comparison
+    ? `${id}: ${runs.map((r) => r.method).join(' vs ')} (seed ${comparison.seed}, ${comparison.laps} laps)`
+    : `${id}: ${config.method} (seed ${config.seed}, ${config.em.laps} laps)`;
+  return { id, kind: comparison ? 'comparison' : 'campaign', title, dim: config.data.dim, curve, metricNames, config, runs };
+}
+
+async function loadRun(store: ArtifactStore, campaignId: string, config: CampaignConfig, options: ReportOptions): Promise<ReportRun> {
+  const [history, summary, status, steps] = await Promise.all([
+    campaignHistory(store, campaignId),
+    campaignSummary(store, campaignId),
+    campaignStatus(store, campaignId),
+    listSteps(store, campaignId),
+  ]);
+  let total = 0;
+  const laps: ReportLap[] = history.map((h) => {
+    total += h.evaluations;
+    return {
+      lap: h.lap,
+      label: `lap ${h.lap}`,
+      metrics: h.metrics,
+      evaluations: h.evaluations,
+      cumulativeEvaluations: total,
+      seconds: h.seconds,
+      attempts: h.attempts,
+      failures: h.failures,
+      started: h.started,
+      finished: h.finished,
+      artifacts: h.artifacts,
+    };
+  });
+  const final = finalStage(steps, summary?.lastMetrics ?? null, config.em.laps + 1, total);
+  if (final) laps.push(final);
+
+  const drawn = chooseLaps(laps);
+  const samples: SampleCloud[] = [];
+  for (const lap of drawn) {
+    const cloud = await loadCloud(store, lap, config.data.dim, options.maxPoints ?? 600);
+    if (cloud) samples.push(cloud);
+  }
+  return {
+    campaignId,
+    method: config.method,
+    status: status?.status ?? (summary ? 'done' : 'unknown'),
+    datasetDigest: summary?.datasetDigest ?? null,
+    laps,
+    priorMetrics: summary?.priorMetrics ?? null,
+    samples,
+    figures: await loadFigures(store, campaignId),
+  };
+}
+
+/** The final E-step and what follows it, from the journal's `final/` steps. */
+function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, before: number): ReportLap | null {
+  const final = steps.filter((s) => s.step.startsWith('final/')).sort((a, b) => (a.step < b.step ? -1 : 1));
+  if (!metrics && final.length === 0) return null;
+  const evaluate = final.find((s) => s.step === 'final/evaluate');
+  const estep = final.filter((s) => s.step.startsWith('final/estep/'));
+  const done = estep.length > 0 && estep.every((s) => s.status === 'done');
+  const evaluations = done ? estep.reduce((sum, s) => sum + numberField(s.output, 'evaluations'), 0) : null;
+  const artifacts: ArtifactRef[] = [];
+  for (const s of final) collectRefs(s.output, artifacts);
+  const executions = final.flatMap((s) => s.executions);
+  const starts = executions.map((e) => e.startedAt).sort();
+  const ends = executions.map((e) => e.endedAt ?? '').filter(Boolean).sort();
+  const outputMetrics = evaluate?.output && typeof evaluate.output === 'object' ? (evaluate.output as { metrics?: Metrics }).metrics : undefined;
+  return {
+    lap,
+    label: 'final',
+    metrics: metrics ?? outputMetrics ?? {},
+    evaluations,
+    cumulativeEvaluations: evaluations === null ? null : before + evaluations,
+    seconds: round3(final.reduce((sum, s) => sum + numberField(s.output, 'seconds'), 0)),
+    attempts: executions.length,
+    failures: executions.filter((e) => e.outcome !== 'done').length,
+    started: starts[0] ?? null,
+    finished: ends[ends.length - 1] ?? null,
+    artifacts,
+  };
+}
+
+function numberField(value: unknown, field: string): number {
+  if (!value || typeof value !== 'object') return 0;
+  const v = (value as Record<string, unknown>)[field];
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+function collectRefs(value: unknown, into: ArtifactRef[]): void {
+  if (!value || typeof value !== 'object') return;
+  if (Array.isArray(value)) {
+    for (const v of value) collectRefs(v, into);
+    return;
+  }
+  const o = value as Record<string, unknown>;
+  if (typeof o.key === 'string' && typeof o.sha256 === 'string' && typeof o.bytes === 'number') {
+    if (!into.some((r) => r.key === o.key)) into.push({ key: o.key, sha256: o.sha256, bytes: o.bytes });
+    return;
+  }
+  for (const v of Object.values(o)) collectRefs(v, into);
+}
+
+/** Lap 0, the first EM lap, the last recorded lap and the final E-step: the paper's figure rows. */
+function chooseLaps(laps: ReportLap[]): ReportLap[] {
+  const recorded = laps.filter((l) => l.label !== 'final');
+  const picks = [recorded[0], recorded[1], recorded[recorded.length - 1], laps.find((l) => l.label === 'final')];
+  const out: ReportLap[] = [];
+  for (const p of picks) if (p && !out.includes(p)) out.push(p);
+  return out;
+}
+
+const ESTEP_SHARD = /\/estep\/shard-\d+\.safetensors$/;
+
+async function loadCloud(store: ArtifactStore, lap: ReportLap, dim: number, maxPoints: number): Promise<SampleCloud | null> {
+  const shards = lap.artifacts.filter((a) => ESTEP_SHARD.test(a.key)).sort((a, b) => (a.key < b.key ? -1 : 1));
+  const points: number[] = [];
+  for (const ref of shards) {
+    if (points.length >= maxPoints * dim) break;
+    const x = (await getTensors(store, ref)).tensors.x;
+    if (!x || x.shape[1] !== dim) continue;
+    const take = Math.min(x.shape[0], maxPoints - points.length / dim);
+    for (let k = 0; k < take * dim; k++) points.push(round4(x.data[k]));
+  }
+  return points.length ? { lap: lap.lap, label: lap.label === 'final' ? 'final E-step' : lap.label, points, count: points.length / dim } : null;
+}
+
+async function loadCurve(store: ArtifactStore, campaignId: string, dim: number, count: number): Promise<number[] | null> {
+  const key = campaignKey(campaignId, 'data', 'curve.json');
+  if (!(await store.exists(key))) return null;
+  const f = curveFunction(await getJson<CurveParams>(store, key));
+  const point = new Float64Array(dim);
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) for (const v of f(i / (count - 1), point)) out.push(round4(v));
+  return out;
+}
+
+async function loadFigures(store: ArtifactStore, campaignId: string): Promise<ReportFigure[]> {
+  const keys = (await store.list(campaignKey(campaignId, 'figures') + '/')).filter((k) => k.endsWith('.png'));
+  return Promise.all(
+    keys.map(async (key) => {
+      const bytes = await store.get(key);
+      return {
+        name: key.slice(key.lastIndexOf('/') + 1),
+        dataUri: `data:image/png;base64,${Buffer.from(bytes).toString('base64')}`,
+        bytes: bytes.length,
+        sha256: sha256Hex(bytes),
+      };
+    }),
+  );
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function round4(x: number): number {
+  return Math.round(x * 1e4) / 1e4;
+}

@@ -1,0 +1,299 @@
+/**
+ * The report as one self-contained HTML page: the data inline as JSON, the charting
+ * library (Chart.js, its UMD build) inline as a script, images as data: URIs, and a
+ * content-security policy that forbids every fetch, so the file reads the same offline,
+ * attached to an issue or years later. Tables (summary, lineage) are plain HTML; charts
+ * are drawn by a small inline script from the JSON.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { Metrics } from '../workflows/types.js';
+import type { ReportData, ReportLap, ReportRun } from './report-data.js';
+
+/** Chart.js's browser build, read from the installed package. */
+export function chartLibrarySource(): string {
+  // The package exports only its module entry points; the UMD build sits beside them.
+  const entry = createRequire(import.meta.url).resolve('chart.js');
+  return readFileSync(join(dirname(entry), 'chart.umd.min.js'), 'utf8');
+}
+
+export function renderReportHtml(data: ReportData, chartLibrary: string = chartLibrarySource()): string {
+  const json = JSON.stringify(data).replace(/</g, '\\u003c');
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(data.title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<h1>${escapeHtml(data.title)}</h1>
+${summarySection(data)}
+<section id="lap-metrics"><h2>Metrics per lap</h2>
+<p class="note">Lap 0 is the Gaussian initialisation; lap k is evaluated on the E-step samples of the model of lap k-1; "final" is the E-step with the last model.</p>
+<div class="grid" id="lap-charts"></div></section>
+<section id="compute"><h2>Metrics against cumulative E-step network evaluations</h2>
+<p class="note">The equal-compute view: one evaluation is one network pass (forward or vector-Jacobian product) over one observation. DiffEM spends one per sampler step; EM-MMPS one forward pass, one per conjugate-gradient iteration and one more VJP.</p>
+<div class="grid" id="compute-charts"></div></section>
+<section id="samples"><h2>E-step samples against the true curve</h2>
+<p class="note">Two-dimensional projections (coordinate pairs) of stored E-step samples (blue) and the true curve (red).</p>
+<div id="sample-charts"></div></section>
+${figuresSection(data)}
+${lineageSection(data)}
+<section id="config"><h2>Configuration</h2><details><summary>${data.kind === 'comparison' ? 'Shared config (the runs differ only in <code>method</code>)' : 'Campaign config'}</summary><pre>${escapeHtml(JSON.stringify(data.config, null, 2))}</pre></details></section>
+<script type="application/json" id="report-data">${json}</script>
+<script>${chartLibrary.replace(/<\/script/gi, '<\\/script')}</script>
+<script>${CLIENT}</script>
+</body>
+</html>
+`;
+}
+
+function summarySection(data: ReportData): string {
+  const keys = data.metricNames.filter((m) => m !== 'final_loss');
+  const header = ['method', 'campaign', 'status', 'laps', ...keys, 'E-step evaluations', 'dataset sha256'];
+  const rows = data.runs.map((run) => {
+    const recorded = run.laps.filter((l) => l.label !== 'final');
+    const last = recorded[recorded.length - 1];
+    const total = [...run.laps].reverse().find((l) => l.cumulativeEvaluations !== null)?.cumulativeEvaluations ?? null;
+    return `<tr data-method="${escapeHtml(run.method)}"><td>${escapeHtml(run.method)}</td><td>${escapeHtml(run.campaignId)}</td><td>${escapeHtml(run.status)}</td><td>${last ? last.lap : '-'}</td>${keys
+      .map((k) => `<td>${last ? formatMetric(last.metrics, k) : '-'}</td>`)
+      .join('')}<td>${total === null ? '-' : total.toLocaleString('en-US')}</td><td><code title="${escapeHtml(run.datasetDigest ?? '')}">${escapeHtml(short(run.datasetDigest))}</code></td></tr>`;
+  });
+  const digests = new Set(data.runs.map((r) => r.datasetDigest));
+  const same = data.kind === 'comparison' ? `<p class="note">${digests.size === 1 ? 'Both runs learn from the same corrupted data (equal dataset digests).' : '<strong>The runs saw different data.</strong>'}</p>` : '';
+  return `<section id="summary"><h2>Last recorded lap</h2>${same}<table class="summary"><thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>${finalTable(data)}</section>`;
+}
+
+function finalTable(data: ReportData): string {
+  const runs = data.runs.filter((r) => r.laps.some((l) => l.label === 'final') || r.priorMetrics);
+  if (!runs.length) return '';
+  const keys = data.metricNames.filter((m) => m !== 'final_loss');
+  const rows = runs.map((run) => {
+    const final = run.laps.find((l) => l.label === 'final');
+    const prior = run.priorMetrics;
+    return [
+      `<tr><td>${escapeHtml(run.method)}</td><td>final E-step</td>${keys.map((k) => `<td>${final ? formatMetric(final.metrics, k) : '-'}</td>`).join('')}</tr>`,
+      prior ? `<tr><td>${escapeHtml(run.method)}</td><td>final prior samples</td>${keys.map((k) => `<td>${formatMetric(prior, k)}</td>`).join('')}</tr>` : '',
+    ].join('');
+  });
+  return `<h3>After the last lap</h3><table class="summary"><thead><tr><th>method</th><th>samples</th>${keys.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
+function figuresSection(data: ReportData): string {
+  const figures = data.runs.flatMap((run) =>
+    run.figures.map(
+      (f) =>
+        `<figure class="image"><img alt="${escapeHtml(`${run.campaignId} ${f.name}`)}" src="${f.dataUri}"><figcaption>${escapeHtml(run.method)}: <code>${escapeHtml(f.name)}</code> (${f.bytes.toLocaleString('en-US')} bytes, sha256 <code title="${f.sha256}">${short(f.sha256)}</code>)</figcaption></figure>`,
+    ),
+  );
+  if (!figures.length) return '';
+  return `<section id="figures"><h2>Figures</h2><div class="images">${figures.join('')}</div></section>`;
+}
+
+function lineageSection(data: ReportData): string {
+  const tables = data.runs.map((run) => {
+    const rows = run.laps.map((lap) => lineageRow(lap));
+    return `<h3>${escapeHtml(run.method)}: <code>${escapeHtml(run.campaignId)}</code></h3>
+<table class="lineage" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th><th>seconds</th><th>attempts</th><th>started</th><th>finished</th><th>E-step evaluations</th><th>artifacts (key, sha256, bytes)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  });
+  return `<section id="lineage"><h2>Lineage</h2>${tables.join('')}</section>`;
+}
+
+function lineageRow(lap: ReportLap): string {
+  const total = lap.artifacts.reduce((sum, a) => sum + a.bytes, 0);
+  const artifacts = lap.artifacts
+    .map((a) => `<tr><td><code>${escapeHtml(a.key)}</code></td><td><code class="sha">${escapeHtml(a.sha256)}</code></td><td class="num">${a.bytes.toLocaleString('en-US')}</td></tr>`)
+    .join('');
+  return `<tr data-lap="${lap.lap}" data-label="${escapeHtml(lap.label)}"><td>${escapeHtml(lap.label)}</td><td class="num">${lap.seconds.toFixed(1)}</td><td class="num">${lap.attempts}${lap.failures ? ` (${lap.failures} failed)` : ''}</td><td>${escapeHtml(lap.started ?? '-')}</td><td>${escapeHtml(lap.finished ?? '-')}</td><td class="num">${lap.evaluations === null ? '-' : lap.evaluations.toLocaleString('en-US')}</td><td><details><summary>${lap.artifacts.length} artifacts, ${total.toLocaleString('en-US')} bytes</summary><table class="artifacts">${artifacts}</table></details></td></tr>`;
+}
+
+function formatMetric(metrics: Metrics, key: string): string {
+  const v = metrics[key];
+  if (typeof v !== 'number') return '-';
+  if (!Number.isFinite(v)) return String(v);
+  return Math.abs(v) >= 1000 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toPrecision(4);
+}
+
+function short(digest: string | null): string {
+  return digest ? digest.slice(0, 12) : '-';
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const STYLE = `
+body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 24px; color: #222; max-width: 1400px; }
+h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; } h3 { font-size: 15px; }
+.note { color: #555; font-size: 13px; }
+.grid { display: flex; flex-wrap: wrap; gap: 16px; }
+figure.chart { margin: 0; padding: 8px; border: 1px solid #e3e3e3; border-radius: 4px; }
+figure.chart figcaption { font-size: 12px; color: #444; }
+.sample-row { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; margin-bottom: 8px; }
+.sample-row .label { width: 150px; font-size: 13px; font-weight: bold; padding-top: 8px; }
+table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: top; }
+td.num { text-align: right; } code { font-size: 11px; } code.sha { word-break: break-all; }
+table.artifacts td { border: none; border-bottom: 1px solid #eee; }
+.images img { max-width: 100%; border: 1px solid #ddd; }
+pre { font-size: 12px; background: #f7f7f7; padding: 8px; }
+`;
+
+/** The page's script: plain browser JavaScript, reading the inline JSON, drawing with Chart.js. */
+const CLIENT = `
+(function () {
+  'use strict';
+  var data = JSON.parse(document.getElementById('report-data').textContent);
+  var COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
+  var charts = [];
+  Chart.defaults.animation = false;
+  Chart.defaults.font.family = '"DejaVu Sans", Arial, sans-serif';
+
+  function panel(parent, caption, width, height) {
+    var figure = document.createElement('figure');
+    figure.className = 'chart';
+    var canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+    canvas.style.width = width + 'px';
+    canvas.style.height = height + 'px';
+    figure.appendChild(canvas);
+    if (caption) {
+      var text = document.createElement('figcaption');
+      text.textContent = caption;
+      figure.appendChild(text);
+    }
+    parent.appendChild(figure);
+    return canvas;
+  }
+
+  function draw(canvas, config, kind, name) {
+    var chart = new Chart(canvas, config);
+    chart.canvas.dataset.kind = kind;
+    chart.canvas.dataset.name = name;
+    charts.push({ kind: kind, name: name, points: config.data.datasets.map(function (d) { return d.data.length; }) });
+    return chart;
+  }
+
+  function useLog(values) {
+    var positive = values.filter(function (v) { return v > 0; });
+    if (positive.length !== values.length || positive.length < 2) return false;
+    return Math.max.apply(null, positive) / Math.min.apply(null, positive) > 30;
+  }
+
+  function finite(v) { return typeof v === 'number' && isFinite(v); }
+
+  var finalLap = null;
+  data.runs.forEach(function (run) {
+    run.laps.forEach(function (l) { if (l.label === 'final') finalLap = l.lap; });
+  });
+
+  function lapTick(value) {
+    if (value === finalLap) return 'final';
+    return Number.isInteger(value) ? String(value) : '';
+  }
+
+  function lineDatasets(metric, xOf) {
+    return data.runs.map(function (run, r) {
+      var points = [];
+      run.laps.forEach(function (l) {
+        var x = xOf(l);
+        if (finite(l.metrics[metric]) && finite(x)) points.push({ x: x, y: l.metrics[metric], label: l.label });
+      });
+      return { label: run.method, data: points, showLine: true, borderColor: COLORS[r % COLORS.length], backgroundColor: COLORS[r % COLORS.length], pointRadius: 3, borderWidth: 2 };
+    });
+  }
+
+  function values(datasets) {
+    return datasets.reduce(function (all, d) { return all.concat(d.data.map(function (p) { return p.y; })); }, []);
+  }
+
+  function tooltip() {
+    return { callbacks: { label: function (item) { return item.dataset.label + ' ' + item.raw.label + ': ' + item.raw.y; } } };
+  }
+
+  var lapCharts = document.getElementById('lap-charts');
+  data.metricNames.forEach(function (metric) {
+    var datasets = lineDatasets(metric, function (l) { return l.lap; });
+    draw(panel(lapCharts, null, 420, 280), {
+      type: 'scatter',
+      data: { datasets: datasets },
+      options: {
+        responsive: false,
+        plugins: { title: { display: true, text: metric }, tooltip: tooltip() },
+        scales: {
+          x: { type: 'linear', title: { display: true, text: 'lap' }, ticks: { stepSize: 1, callback: lapTick } },
+          y: { type: useLog(values(datasets)) ? 'logarithmic' : 'linear', title: { display: true, text: metric } }
+        }
+      }
+    }, 'lap', metric);
+  });
+
+  var computeCharts = document.getElementById('compute-charts');
+  ['sinkhorn', 'curve_distance_mean', 'curve_distance_p90', 'coverage', 'psnr', 'fid'].filter(function (m) {
+    return data.metricNames.indexOf(m) >= 0;
+  }).forEach(function (metric) {
+    var datasets = lineDatasets(metric, function (l) { return l.cumulativeEvaluations === null ? NaN : l.cumulativeEvaluations; });
+    draw(panel(computeCharts, null, 420, 280), {
+      type: 'scatter',
+      data: { datasets: datasets },
+      options: {
+        responsive: false,
+        plugins: { title: { display: true, text: metric + ' vs cumulative E-step evaluations' }, tooltip: tooltip() },
+        scales: {
+          x: { type: 'linear', title: { display: true, text: 'cumulative E-step network evaluations' }, ticks: { callback: function (v) { return Number(v).toExponential(1); } } },
+          y: { type: useLog(values(datasets)) ? 'logarithmic' : 'linear', title: { display: true, text: metric } }
+        }
+      }
+    }, 'compute', metric);
+  });
+
+  var sampleCharts = document.getElementById('sample-charts');
+  var dim = data.dim;
+  var pairs = [];
+  for (var a = 0; a + 1 < dim; a++) pairs.push([a, a + 1]);
+  if (!pairs.length) pairs.push([0, 0]);
+  function project(flat, count, i, j) {
+    var out = new Array(count);
+    for (var k = 0; k < count; k++) out[k] = { x: flat[k * dim + i], y: flat[k * dim + j] };
+    return out;
+  }
+  data.runs.forEach(function (run) {
+    if (!run.samples.length) return;
+    var heading = document.createElement('h3');
+    heading.textContent = run.method + ' (' + run.campaignId + ')';
+    sampleCharts.appendChild(heading);
+    run.samples.forEach(function (cloud) {
+      var row = document.createElement('div');
+      row.className = 'sample-row';
+      var label = document.createElement('div');
+      label.className = 'label';
+      label.textContent = cloud.label + ' (' + cloud.count + ' samples)';
+      row.appendChild(label);
+      sampleCharts.appendChild(row);
+      pairs.forEach(function (pair) {
+        var datasets = [{ label: 'samples', data: project(cloud.points, cloud.count, pair[0], pair[1]), pointRadius: 1.5, borderWidth: 0, backgroundColor: 'rgba(31, 119, 180, 0.45)' }];
+        if (data.curve) {
+          datasets.push({ label: 'true curve', data: project(data.curve, data.curve.length / dim, pair[0], pair[1]), showLine: true, pointRadius: 0, borderWidth: 1.2, borderColor: '#d62728', backgroundColor: '#d62728' });
+        }
+        draw(panel(row, 'x' + pair[0] + ' vs x' + pair[1], 230, 230), {
+          type: 'scatter',
+          data: { datasets: datasets },
+          options: {
+            responsive: false,
+            plugins: { legend: { display: false }, tooltip: { enabled: false } },
+            scales: { x: { min: -2.4, max: 2.4, ticks: { maxTicksLimit: 5 } }, y: { min: -2.4, max: 2.4, ticks: { maxTicksLimit: 5 } } }
+          }
+        }, 'samples', run.method + '/' + cloud.label + '/x' + pair[0] + '-x' + pair[1]);
+      });
+    });
+  });
+
+  window.diffemReport = { ready: true, charts: charts };
+  document.documentElement.dataset.ready = 'true';
+})();
+`;

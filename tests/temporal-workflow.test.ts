@@ -1,0 +1,166 @@
+/**
+ * The Temporal workflow without a server: the sandbox check of the bundler, and replay of
+ * histories (generated in the JSON shape of `temporal workflow show -o json`) that pin the
+ * order, names and ids of the campaign's activities and the control logic (pause, stop,
+ * continue-as-new, scheduled runs).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import { parse as parseYaml } from 'yaml';
+import { isNonRetryable } from '../activities/errors.js';
+import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
+import { campaignIdFromWorkflowId, NON_RETRYABLE_ERROR_TYPES, WORKFLOW_TYPE } from '../workflows/temporal.js';
+import { buildHistory, campaignHistory, campaignTurns, fakeResult, type CampaignScript, type HistoryJson, type Turn } from './helpers/history.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const workflowsPath = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
+const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+let config: CampaignConfig;
+let bundle: WorkflowBundle;
+
+before(async () => {
+  // The replayer logs each nondeterminism at length; the assertions below say what matters.
+  Runtime.install({ logger: quietLogger });
+  config = parseCampaignConfig(parseYaml(await readFile(path.join(root, 'examples/manifold-tiny.yaml'), 'utf8')), 'manifold-tiny.yaml');
+});
+
+function script(overrides: Partial<CampaignScript> = {}): CampaignScript {
+  const shards = Math.ceil(config.data.count / config.em.shardSize);
+  assert.ok(shards <= config.em.concurrency, 'the scripts assume every shard of an E-step is in flight at once');
+  return {
+    workflowType: WORKFLOW_TYPE,
+    laps: config.em.laps,
+    shards,
+    cpu: 'diffem-cpu',
+    gpu: 'diffem-gpu',
+    input: { store: 'file:///tmp/diffem-replay', campaignId: 'tiny', config },
+    ...overrides,
+  };
+}
+
+function replay(history: HistoryJson, workflowId = 'diffem-tiny'): Promise<void> {
+  return Worker.runReplayHistory({ workflowBundle: bundle, replayName: 'diffem-replay' }, history, workflowId);
+}
+
+function history(turns: Turn[], input: unknown = script().input): HistoryJson {
+  return buildHistory({ workflowType: WORKFLOW_TYPE, taskQueue: 'diffem-cpu', input: [input] }, turns);
+}
+
+describe('workflow bundle', () => {
+  test('bundles the compiled workflows (no Node built-ins reachable)', async () => {
+    bundle = await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
+    assert.ok(bundle.code.includes('diffemCampaign'));
+  });
+
+  test('rejects a workflow that imports node:fs', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'diffem-bad-workflow-'));
+    try {
+      const bad = path.join(dir, 'bad-workflow.js');
+      await writeFile(bad, "import { readFileSync } from 'node:fs';\nexport async function bad() { return readFileSync('/etc/hostname', 'utf8'); }\n");
+      await assert.rejects(bundleWorkflowCode({ workflowsPath: bad, logger: quietLogger }), (error: unknown) => {
+        assert.match(String(error instanceof Error ? error.message : error), /fs/);
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('replay of the tiny campaign', () => {
+  before(async () => {
+    bundle ??= await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
+  });
+
+  test('a recorded history replays', async () => {
+    await replay(campaignHistory(script()));
+  });
+
+  test('a renamed activity is a determinism violation', async () => {
+    const turns = campaignTurns(script());
+    const evaluate = turns.flatMap((t) => t.commands).find((c) => c.kind === 'activity' && c.id === 'lap-001/evaluate');
+    assert.ok(evaluate && evaluate.kind === 'activity');
+    evaluate.type = 'evaluateLap';
+    await assert.rejects(replay(history(turns)), DeterminismViolationError);
+  });
+
+  test('an activity added to the history is a determinism violation', async () => {
+    const turns = campaignTurns(script());
+    const i = turns.findIndex((t) => t.commands.some((c) => c.kind === 'activity' && c.id === 'lap-001/evaluate'));
+    turns.splice(i, 0, { commands: [{ kind: 'activity', type: 'evaluate', id: 'lap-001/evaluate-extra', taskQueue: 'diffem-cpu', result: fakeResult('evaluate', '', 2) }] });
+    await assert.rejects(replay(history(turns)), DeterminismViolationError);
+  });
+
+  test('an activity missing from the history is a determinism violation', async () => {
+    const turns = campaignTurns(script()).filter((t) => !t.commands.some((c) => c.kind === 'activity' && c.id === 'lap-001/evaluate'));
+    await assert.rejects(replay(history(turns)), DeterminismViolationError);
+  });
+
+  test('pause holds the campaign at the lap boundary until resume', async () => {
+    await replay(campaignHistory(script({ pauseAfterLap: 1 })));
+    // Without the hold, the workflow would have scheduled the E-step where the history shows none.
+    const turns = campaignTurns(script({ pauseAfterLap: 1 }));
+    const held = turns.findIndex((t) => t.signalsAfter?.some((s) => s.name === 'resume'));
+    turns[held].signalsAfter = [];
+    await assert.rejects(replay(history(turns)), /nondeterminism|DeterminismViolation|did not complete|lang/i);
+  });
+
+  test('stop skips the remaining laps and runs the final stage', async () => {
+    await replay(campaignHistory(script({ stopAfterLap: 1 })));
+  });
+
+  test('search attributes are upserted next to the memo when enabled', async () => {
+    const s = script({ searchAttributes: true });
+    s.input = { ...s.input, options: { searchAttributes: true } };
+    await replay(campaignHistory(s));
+  });
+
+  test('continue-as-new after lapsPerRun laps, and the continued run', async () => {
+    const first = script({ continueBeforeLap: 2 });
+    first.input = { ...first.input, options: { lapsPerRun: 1 } };
+    await replay(campaignHistory(first));
+
+    const shards = first.shards;
+    const prepared = fakeResult('prepareData', 'data/prepare', shards) as Record<string, unknown>;
+    const plan = fakeResult('shardDataset', 'data/shard', shards) as { shards: unknown[] };
+    const resume = {
+      data: prepared,
+      shards: plan.shards,
+      nextLap: 2,
+      model: fakeResult('trainConditional', 'lap-001/train', shards),
+      firstSamples: (fakeResult('initializeGaussian', 'lap-000/gaussian', shards) as { samples: unknown[] }).samples,
+      lastMetrics: { sinkhorn: 0.01 },
+    };
+    const second = script({ resumeAtLap: 2 });
+    second.input = { ...first.input, resume, carried: { paused: false, stopRequested: false, run: 2 } };
+    await replay(campaignHistory(second));
+  });
+
+  test('a scheduled run opens its own campaign, named after its workflow id', async () => {
+    const s = script({ scheduled: true });
+    s.input = { ...s.input, campaignId: 'nightly', options: { campaignIdFromWorkflowId: true } };
+    await replay(campaignHistory(s), 'diffem-nightly-2025-01-01T03:00:00Z');
+  });
+});
+
+describe('workflow helpers', () => {
+  test('scheduled runs get unique, valid campaign ids from their workflow ids', () => {
+    assert.equal(campaignIdFromWorkflowId('diffem-nightly-2025-01-01T03:00:00Z'), 'nightly-2025-01-01T03-00-00Z');
+    assert.match(campaignIdFromWorkflowId('diffem-a/b c'), /^[A-Za-z0-9][A-Za-z0-9._-]*$/);
+  });
+
+  test('the retry policy names only error types the activities treat as bad input', () => {
+    for (const type of NON_RETRYABLE_ERROR_TYPES) assert.ok(isNonRetryable({ type }), type);
+  });
+});
+
+after(() => {
+  // Nothing to close: replay workers shut themselves down.
+});
