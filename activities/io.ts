@@ -53,7 +53,8 @@ export function tensorOf(tensors: Record<string, NDArray>, name: string, source:
     );
   }
   for (let i = 0; i < t.data.length; i++) {
-    if (!Number.isFinite(t.data[i])) throw new BadInputError('NonFiniteData', `${source}: tensor '${name}' holds NaN or Inf`);
+    if (!Number.isFinite(t.data[i]))
+      throw new BadInputError('NonFiniteData', `${source}: tensor '${name}' holds NaN or Inf`);
   }
   return t;
 }

@@ -148,7 +148,12 @@ async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: string, s
     ema: state.optimizer.ema,
   };
   for (const group of GROUPS) for (const [name, t] of Object.entries(groups[group] ?? {})) tensors[`${group}/${name}`] = t;
-  await putTensors(store, key, tensors, { step: String(state.optimizer.step), losses: JSON.stringify(state.losses), job: jobDigest });
+  await putTensors(store, key, tensors, {
+    step: String(state.optimizer.step),
+    losses: JSON.stringify(state.losses),
+    pendingLoss: JSON.stringify(state.pendingLoss ?? [0, 0]),
+    job: jobDigest,
+  });
 }
 
 async function loadCheckpoint(store: ReturnType<typeof storeFor>, key: string, jobDigest: string): Promise<TrainCheckpoint | null> {
@@ -169,5 +174,6 @@ async function loadCheckpoint(store: ReturnType<typeof storeFor>, key: string, j
     params: groups.params,
     optimizer: { step, m: groups.m, v: groups.v, ema: Object.keys(groups.ema).length ? groups.ema : null },
     losses: JSON.parse(metadata.losses ?? '[]') as number[],
+    pendingLoss: JSON.parse(metadata.pendingLoss ?? '[0, 0]') as [number, number],
   };
 }

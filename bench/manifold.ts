@@ -103,9 +103,13 @@ const ours = {
 console.log(JSON.stringify(ours));
 
 if (existsSync(values.reference) && existsSync('/usr/bin/python3')) {
-  const result = spawnSync('/usr/bin/python3', [values.reference, '--threads', String(threads), '--seconds', String(seconds)], {
-    encoding: 'utf8',
-  });
+  const result = spawnSync(
+    '/usr/bin/python3',
+    [values.reference, '--threads', String(threads), '--seconds', String(seconds)],
+    {
+      encoding: 'utf8',
+    },
+  );
   const line = result.stdout.trim().split('\n').pop() ?? '';
   if (result.status === 0 && line.startsWith('{')) {
     console.log(line);
@@ -118,7 +122,9 @@ if (existsSync(values.reference) && existsSync('/usr/bin/python3')) {
       }),
     );
   } else {
-    console.error(`reference benchmark did not run (${result.stderr.trim().split('\n').pop() ?? 'no output'}); install it with: apt-get install python3-torch libopenblas0-pthread`);
+    console.error(
+      `reference benchmark did not run (${result.stderr.trim().split('\n').pop() ?? 'no output'}); install it with: apt-get install python3-torch libopenblas0-pthread`,
+    );
   }
 } else {
   console.error(`reference benchmark not found at ${values.reference}: printed diffem's figures only`);

@@ -3,7 +3,6 @@
  * and the step journal) and the campaign's status.
  */
 import { campaignKey } from '../activities/io.js';
-import { lapRecordKey } from '../activities/records.js';
 import { getJson, type ArtifactStore } from '../activities/store/store.js';
 import { listSteps, type StepRecord } from '../engines/local/journal.js';
 import { manifestKey, statusKey, type CampaignManifest, type CampaignStatus } from '../engines/local/engine.js';
@@ -51,7 +50,10 @@ export async function campaignHistory(store: ArtifactStore, campaignId: string):
     .map((r) => {
       const lapSteps = byLap.get(r.lap) ?? [];
       const starts = lapSteps.flatMap((s) => s.executions.map((e) => e.startedAt)).sort();
-      const ends = lapSteps.flatMap((s) => s.executions.map((e) => e.endedAt ?? '')).filter(Boolean).sort();
+      const ends = lapSteps
+        .flatMap((s) => s.executions.map((e) => e.endedAt ?? ''))
+        .filter(Boolean)
+        .sort();
       const executions = lapSteps.flatMap((s) => s.executions);
       // The journal knows about interrupted attempts, which the record (built from outputs) cannot.
       const attempts = Math.max(r.attempts, executions.length);

@@ -38,7 +38,9 @@ export async function loadConfigFile(path: string): Promise<CampaignConfig> {
   try {
     document = parseYaml(text);
   } catch (error) {
-    throw new UsageError(`config file ${path} is not valid YAML: ${error instanceof Error ? error.message : String(error)}`);
+    throw new UsageError(
+      `config file ${path} is not valid YAML: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   return parseCampaignConfig(document, path);
 }
@@ -50,7 +52,9 @@ function defaultId(path: string): string {
 
 async function runLocal(store: string, campaignId: string, config: CampaignConfig): Promise<void> {
   const progress = new ConsoleProgress();
-  process.stderr.write(`diffem: campaign '${campaignId}' (${config.method}, seed ${config.seed}, ${config.em.laps} laps) in ${storeFor(store).uri}\n`);
+  process.stderr.write(
+    `diffem: campaign '${campaignId}' (${config.method}, seed ${config.seed}, ${config.em.laps} laps) in ${storeFor(store).uri}\n`,
+  );
   const summary = await runLocalCampaign({ store, campaignId, config, progress });
   process.stdout.write(
     `campaign ${campaignId} finished: ${summary.laps} laps\n` +

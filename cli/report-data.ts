@@ -5,6 +5,7 @@
  * E-step samples of a few laps, the campaign's figures, and each lap's lineage (artifacts
  * with sha256 and size, durations, attempts). Plain JSON, so the page carries it inline.
  */
+import { createHash } from 'node:crypto';
 import { campaignKey, getTensors } from '../activities/io.js';
 import { getJson, sha256Hex, type ArtifactStore } from '../activities/store/store.js';
 import { listSteps, type StepRecord } from '../engines/local/journal.js';
@@ -16,6 +17,7 @@ import { campaignHistory, campaignStatus, campaignSummary, requireCampaign } fro
 /** The comparison record that `diffem compare` writes under `campaigns/{id}/comparison.json`. */
 export interface ComparisonRecord {
   id: string;
+  /** sha256 of the observations' values (shapes and float32 bytes of y and A), equal for both runs. */
   datasetDigest: string;
   seed: number;
   laps: number;
@@ -73,6 +75,7 @@ export interface ReportRun {
   campaignId: string;
   method: string;
   status: string;
+  /** sha256 of the observations' values (null: no observations stored yet). */
   datasetDigest: string | null;
   laps: ReportLap[];
   priorMetrics: Metrics | null;
@@ -99,25 +102,60 @@ export interface ReportOptions {
   curvePoints?: number;
 }
 
-const METRIC_ORDER = ['sinkhorn', 'curve_distance_mean', 'curve_distance_median', 'curve_distance_p90', 'coverage', 'consistency', 'final_loss', 'psnr', 'fid'];
+const METRIC_ORDER = [
+  'sinkhorn',
+  'curve_distance_mean',
+  'curve_distance_median',
+  'curve_distance_p90',
+  'coverage',
+  'consistency',
+  'final_loss',
+  'psnr',
+  'fid',
+];
 
 /** A campaign's report, or a comparison's when `campaigns/{id}/comparison.json` exists. */
-export async function loadReportData(store: ArtifactStore, id: string, options: ReportOptions = {}): Promise<ReportData> {
-  const comparison = (await store.exists(comparisonKey(id))) ? await getJson<ComparisonRecord>(store, comparisonKey(id)) : null;
+export async function loadReportData(
+  store: ArtifactStore,
+  id: string,
+  options: ReportOptions = {},
+): Promise<ReportData> {
+  const comparison = (await store.exists(comparisonKey(id)))
+    ? await getJson<ComparisonRecord>(store, comparisonKey(id))
+    : null;
   const campaignIds = comparison ? comparison.runs.map((r) => r.campaignId) : [id];
   const manifests = await Promise.all(campaignIds.map((c) => requireCampaign(store, c)));
   const config = manifests[0].config;
   const runs = await Promise.all(campaignIds.map((c, i) => loadRun(store, c, manifests[i].config, options)));
-  const present = new Set(runs.flatMap((r) => r.laps.flatMap((l) => Object.keys(l.metrics).filter((k) => Number.isFinite(l.metrics[k])))));
-  const metricNames = [...METRIC_ORDER.filter((m) => present.has(m)), ...[...present].filter((m) => !METRIC_ORDER.includes(m)).sort()];
+  const present = new Set(
+    runs.flatMap((r) => r.laps.flatMap((l) => Object.keys(l.metrics).filter((k) => Number.isFinite(l.metrics[k])))),
+  );
+  const metricNames = [
+    ...METRIC_ORDER.filter((m) => present.has(m)),
+    ...[...present].filter((m) => !METRIC_ORDER.includes(m)).sort(),
+  ];
   const curve = await loadCurve(store, campaignIds[0], config.data.dim, options.curvePoints ?? 400);
   const title = comparison
     ? `${id}: ${runs.map((r) => r.method).join(' vs ')} (seed ${comparison.seed}, ${comparison.laps} laps)`
     : `${id}: ${config.method} (seed ${config.seed}, ${config.em.laps} laps)`;
-  return { id, kind: comparison ? 'comparison' : 'campaign', title, dim: config.data.dim, curve, metricNames, config, runs };
+  return {
+    id,
+    kind: comparison ? 'comparison' : 'campaign',
+    title,
+    dim: config.data.dim,
+    curve,
+    metricNames,
+    config,
+    runs,
+  };
 }
 
-async function loadRun(store: ArtifactStore, campaignId: string, config: CampaignConfig, options: ReportOptions): Promise<ReportRun> {
+async function loadRun(
+  store: ArtifactStore,
+  campaignId: string,
+  config: CampaignConfig,
+  options: ReportOptions,
+): Promise<ReportRun> {
   const [history, summary, status, steps] = await Promise.all([
     campaignHistory(store, campaignId),
     campaignSummary(store, campaignId),
@@ -154,12 +192,23 @@ async function loadRun(store: ArtifactStore, campaignId: string, config: Campaig
     campaignId,
     method: config.method,
     status: status?.status ?? (summary ? 'done' : 'unknown'),
-    datasetDigest: summary?.datasetDigest ?? null,
+    datasetDigest: await observationsDigest(store, campaignId).catch(() => null),
     laps,
     priorMetrics: summary?.priorMetrics ?? null,
     samples,
     figures: await loadFigures(store, campaignId),
   };
+}
+
+/** The final E-step of a campaign (lap `laps + 1`), counting from `before` evaluations. */
+export async function loadFinalStage(
+  store: ArtifactStore,
+  campaignId: string,
+  config: CampaignConfig,
+  before: number,
+): Promise<ReportLap | null> {
+  const [steps, summary] = await Promise.all([listSteps(store, campaignId), campaignSummary(store, campaignId)]);
+  return finalStage(steps, summary?.lastMetrics ?? null, config.em.laps + 1, before);
 }
 
 /** The final E-step and what follows it, from the journal's `final/` steps. */
@@ -174,8 +223,14 @@ function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, b
   for (const s of final) collectRefs(s.output, artifacts);
   const executions = final.flatMap((s) => s.executions);
   const starts = executions.map((e) => e.startedAt).sort();
-  const ends = executions.map((e) => e.endedAt ?? '').filter(Boolean).sort();
-  const outputMetrics = evaluate?.output && typeof evaluate.output === 'object' ? (evaluate.output as { metrics?: Metrics }).metrics : undefined;
+  const ends = executions
+    .map((e) => e.endedAt ?? '')
+    .filter(Boolean)
+    .sort();
+  const outputMetrics =
+    evaluate?.output && typeof evaluate.output === 'object'
+      ? (evaluate.output as { metrics?: Metrics }).metrics
+      : undefined;
   return {
     lap,
     label: 'final',
@@ -189,6 +244,26 @@ function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, b
     finished: ends[ends.length - 1] ?? null,
     artifacts,
   };
+}
+
+/**
+ * sha256 of a campaign's observations as numbers: the shapes and float32 bytes of y and A,
+ * read through their verified artifact. The artifact's own digest also covers its
+ * metadata, which names the campaign, so it differs between equal datasets.
+ */
+export async function observationsDigest(store: ArtifactStore, campaignId: string): Promise<string> {
+  const key = campaignKey(campaignId, 'data', 'observations.safetensors');
+  const ref = await store.head(key);
+  if (!ref) throw new Error(`campaign '${campaignId}' has no observations (${key})`);
+  const { tensors } = await getTensors(store, ref);
+  const hash = createHash('sha256');
+  for (const name of ['y', 'A']) {
+    const t = tensors[name];
+    if (!t) throw new Error(`${key}: no tensor '${name}'`);
+    hash.update(`${name}[${t.shape.join(',')}]`);
+    hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return hash.digest('hex');
 }
 
 function numberField(value: unknown, field: string): number {
@@ -222,7 +297,12 @@ function chooseLaps(laps: ReportLap[]): ReportLap[] {
 
 const ESTEP_SHARD = /\/estep\/shard-\d+\.safetensors$/;
 
-async function loadCloud(store: ArtifactStore, lap: ReportLap, dim: number, maxPoints: number): Promise<SampleCloud | null> {
+async function loadCloud(
+  store: ArtifactStore,
+  lap: ReportLap,
+  dim: number,
+  maxPoints: number,
+): Promise<SampleCloud | null> {
   const shards = lap.artifacts.filter((a) => ESTEP_SHARD.test(a.key)).sort((a, b) => (a.key < b.key ? -1 : 1));
   const points: number[] = [];
   for (const ref of shards) {
@@ -232,10 +312,17 @@ async function loadCloud(store: ArtifactStore, lap: ReportLap, dim: number, maxP
     const take = Math.min(x.shape[0], maxPoints - points.length / dim);
     for (let k = 0; k < take * dim; k++) points.push(round4(x.data[k]));
   }
-  return points.length ? { lap: lap.lap, label: lap.label === 'final' ? 'final E-step' : lap.label, points, count: points.length / dim } : null;
+  return points.length
+    ? { lap: lap.lap, label: lap.label === 'final' ? 'final E-step' : lap.label, points, count: points.length / dim }
+    : null;
 }
 
-async function loadCurve(store: ArtifactStore, campaignId: string, dim: number, count: number): Promise<number[] | null> {
+async function loadCurve(
+  store: ArtifactStore,
+  campaignId: string,
+  dim: number,
+  count: number,
+): Promise<number[] | null> {
   const key = campaignKey(campaignId, 'data', 'curve.json');
   if (!(await store.exists(key))) return null;
   const f = curveFunction(await getJson<CurveParams>(store, key));

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Metrics } from '../workflows/types.js';
-import type { ReportData, ReportLap, ReportRun } from './report-data.js';
+import type { ReportData, ReportLap } from './report-data.js';
 
 /** Chart.js's browser build, read from the installed package. */
 export function chartLibrarySource(): string {
@@ -54,17 +54,22 @@ ${lineageSection(data)}
 
 function summarySection(data: ReportData): string {
   const keys = data.metricNames.filter((m) => m !== 'final_loss');
-  const header = ['method', 'campaign', 'status', 'laps', ...keys, 'E-step evaluations', 'dataset sha256'];
+  const header = ['method', 'campaign', 'status', 'laps', ...keys, 'E-step evaluations', 'observations sha256'];
   const rows = data.runs.map((run) => {
     const recorded = run.laps.filter((l) => l.label !== 'final');
     const last = recorded[recorded.length - 1];
     const total = [...run.laps].reverse().find((l) => l.cumulativeEvaluations !== null)?.cumulativeEvaluations ?? null;
     return `<tr data-method="${escapeHtml(run.method)}"><td>${escapeHtml(run.method)}</td><td>${escapeHtml(run.campaignId)}</td><td>${escapeHtml(run.status)}</td><td>${last ? last.lap : '-'}</td>${keys
       .map((k) => `<td>${last ? formatMetric(last.metrics, k) : '-'}</td>`)
-      .join('')}<td>${total === null ? '-' : total.toLocaleString('en-US')}</td><td><code title="${escapeHtml(run.datasetDigest ?? '')}">${escapeHtml(short(run.datasetDigest))}</code></td></tr>`;
+      .join(
+        '',
+      )}<td>${total === null ? '-' : total.toLocaleString('en-US')}</td><td><code title="${escapeHtml(run.datasetDigest ?? '')}">${escapeHtml(short(run.datasetDigest))}</code></td></tr>`;
   });
   const digests = new Set(data.runs.map((r) => r.datasetDigest));
-  const same = data.kind === 'comparison' ? `<p class="note">${digests.size === 1 ? 'Both runs learn from the same corrupted data (equal dataset digests).' : '<strong>The runs saw different data.</strong>'}</p>` : '';
+  const same =
+    data.kind === 'comparison'
+      ? `<p class="note">${digests.size === 1 ? 'Both runs learn from the same corrupted data (equal digests of the observations).' : '<strong>The runs saw different data.</strong>'}</p>`
+      : '';
   return `<section id="summary"><h2>Last recorded lap</h2>${same}<table class="summary"><thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>${finalTable(data)}</section>`;
 }
 
@@ -77,7 +82,9 @@ function finalTable(data: ReportData): string {
     const prior = run.priorMetrics;
     return [
       `<tr><td>${escapeHtml(run.method)}</td><td>final E-step</td>${keys.map((k) => `<td>${final ? formatMetric(final.metrics, k) : '-'}</td>`).join('')}</tr>`,
-      prior ? `<tr><td>${escapeHtml(run.method)}</td><td>final prior samples</td>${keys.map((k) => `<td>${formatMetric(prior, k)}</td>`).join('')}</tr>` : '',
+      prior
+        ? `<tr><td>${escapeHtml(run.method)}</td><td>final prior samples</td>${keys.map((k) => `<td>${formatMetric(prior, k)}</td>`).join('')}</tr>`
+        : '',
     ].join('');
   });
   return `<h3>After the last lap</h3><table class="summary"><thead><tr><th>method</th><th>samples</th>${keys.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
@@ -106,7 +113,10 @@ function lineageSection(data: ReportData): string {
 function lineageRow(lap: ReportLap): string {
   const total = lap.artifacts.reduce((sum, a) => sum + a.bytes, 0);
   const artifacts = lap.artifacts
-    .map((a) => `<tr><td><code>${escapeHtml(a.key)}</code></td><td><code class="sha">${escapeHtml(a.sha256)}</code></td><td class="num">${a.bytes.toLocaleString('en-US')}</td></tr>`)
+    .map(
+      (a) =>
+        `<tr><td><code>${escapeHtml(a.key)}</code></td><td><code class="sha">${escapeHtml(a.sha256)}</code></td><td class="num">${a.bytes.toLocaleString('en-US')}</td></tr>`,
+    )
     .join('');
   return `<tr data-lap="${lap.lap}" data-label="${escapeHtml(lap.label)}"><td>${escapeHtml(lap.label)}</td><td class="num">${lap.seconds.toFixed(1)}</td><td class="num">${lap.attempts}${lap.failures ? ` (${lap.failures} failed)` : ''}</td><td>${escapeHtml(lap.started ?? '-')}</td><td>${escapeHtml(lap.finished ?? '-')}</td><td class="num">${lap.evaluations === null ? '-' : lap.evaluations.toLocaleString('en-US')}</td><td><details><summary>${lap.artifacts.length} artifacts, ${total.toLocaleString('en-US')} bytes</summary><table class="artifacts">${artifacts}</table></details></td></tr>`;
 }

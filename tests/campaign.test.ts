@@ -29,7 +29,9 @@ async function historyOf(store: string, id: string): Promise<LapJson[]> {
 
 /** Every artifact digest of a campaign, by key relative to the campaign. */
 function digests(laps: LapJson[], id: string): Map<string, string> {
-  return new Map(laps.flatMap((l) => l.artifacts.map((a) => [a.key.replace(`campaigns/${id}/`, ''), a.sha256] as [string, string])));
+  return new Map(
+    laps.flatMap((l) => l.artifacts.map((a) => [a.key.replace(`campaigns/${id}/`, ''), a.sha256] as [string, string])),
+  );
 }
 
 before(async () => {
@@ -46,7 +48,14 @@ test('history --json has one object per lap, lap 0 first, with the documented sh
     [0, 1, 2],
   );
   for (const lap of history) {
-    for (const key of ['sinkhorn', 'curve_distance_mean', 'curve_distance_median', 'curve_distance_p90', 'consistency', 'coverage']) {
+    for (const key of [
+      'sinkhorn',
+      'curve_distance_mean',
+      'curve_distance_median',
+      'curve_distance_p90',
+      'consistency',
+      'coverage',
+    ]) {
       assert.equal(typeof lap.metrics[key], 'number', `lap ${lap.lap} metric ${key}`);
       assert.ok(Number.isFinite(lap.metrics[key]));
     }
@@ -77,7 +86,9 @@ test('the campaign writes a PNG figure and a summary', async () => {
   const png = await readFile(path.join(dir, 'a/campaigns/tiny/figures/reconstructions.png'));
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   assert.ok(png.length > 10_000);
-  const summary = JSON.parse(await readFile(path.join(dir, 'a/campaigns/tiny/summary.json'), 'utf8')) as { laps: number };
+  const summary = JSON.parse(await readFile(path.join(dir, 'a/campaigns/tiny/summary.json'), 'utf8')) as {
+    laps: number;
+  };
   assert.equal(summary.laps, 2);
 });
 
@@ -98,7 +109,10 @@ test('same seed, same digests; another seed, other digests', async () => {
   assert.deepEqual(digests(await historyOf(path.join(dir, 'b'), 'tiny'), 'tiny'), digests(history, 'tiny'));
 
   const reseeded = path.join(dir, 'reseeded.yaml');
-  await writeFile(reseeded, (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')).replace('seed: 7', 'seed: 8'));
+  await writeFile(
+    reseeded,
+    (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')).replace('seed: 7', 'seed: 8'),
+  );
   const other = await runCli(['run', reseeded, '--store', path.join(dir, 'c'), '--id', 'tiny']);
   assert.equal(other.code, 0, other.stderr);
   const otherDigests = digests(await historyOf(path.join(dir, 'c'), 'tiny'), 'tiny');
@@ -114,7 +128,10 @@ test('re-running a finished campaign reuses every step and changes nothing', asy
 
 test('the same id with a different config is refused', async () => {
   const changed = path.join(dir, 'changed.yaml');
-  await writeFile(changed, (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')).replace('steps: 60,', 'steps: 61,'));
+  await writeFile(
+    changed,
+    (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')).replace('steps: 60,', 'steps: 61,'),
+  );
   const result = await runCli(['run', changed, '--store', path.join(dir, 'a'), '--id', 'tiny']);
   assert.equal(result.code, 1);
   assert.match(result.stderr, /already exists .* with a different config/);

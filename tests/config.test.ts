@@ -7,7 +7,8 @@ import { parse } from 'yaml';
 import { ConfigError, parseCampaignConfig } from '../workflows/config.js';
 import { REPO, runCli } from './helpers/cli.js';
 
-const tiny = () => readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8').then((t) => parse(t) as Record<string, unknown>);
+const tiny = () =>
+  readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8').then((t) => parse(t) as Record<string, unknown>);
 
 test('the shipped examples are valid configs', async () => {
   for (const name of ['manifold.yaml', 'manifold-tiny.yaml']) {
@@ -22,7 +23,8 @@ test('an unknown field is an error that names it', async () => {
   (doc.training as Record<string, unknown>).stpes = 10;
   assert.throws(
     () => parseCampaignConfig(doc, 'bad.yaml'),
-    (e: unknown) => e instanceof ConfigError && /training/.test(e.message) && /stpes/.test(e.message) && /bad\.yaml/.test(e.message),
+    (e: unknown) =>
+      e instanceof ConfigError && /training/.test(e.message) && /stpes/.test(e.message) && /bad\.yaml/.test(e.message),
   );
 });
 
@@ -35,8 +37,14 @@ test('a wrong type or range names the field path', async () => {
     assert.fail('expected a ConfigError');
   } catch (e) {
     assert.ok(e instanceof ConfigError);
-    assert.ok(e.issues.some((i) => i.startsWith('training.lr:')), e.message);
-    assert.ok(e.issues.some((i) => i.startsWith('em.laps:')), e.message);
+    assert.ok(
+      e.issues.some((i) => i.startsWith('training.lr:')),
+      e.message,
+    );
+    assert.ok(
+      e.issues.some((i) => i.startsWith('em.laps:')),
+      e.message,
+    );
   }
 });
 
@@ -58,7 +66,10 @@ test('unknown channel kinds and schedule inversions are rejected', async () => {
 test('the CLI exits non-zero naming the bad field, and stores nothing', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'diffem-config-'));
   const file = path.join(dir, 'bad.yaml');
-  await writeFile(file, (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')).replace('laps: 2', 'laps: -2'));
+  await writeFile(
+    file,
+    (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')).replace('laps: 2', 'laps: -2'),
+  );
   const store = path.join(dir, 'store');
   const result = await runCli(['run', file, '--store', store, '--id', 'bad']);
   assert.equal(result.code, 1);

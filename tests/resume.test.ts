@@ -50,7 +50,10 @@ async function digests(store: string, id: string): Promise<Map<string, string>> 
   const result = await runCli(['history', id, '--store', store, '--json']);
   assert.equal(result.code, 0, result.stderr);
   const laps = JSON.parse(result.stdout) as Array<{ artifacts: Array<{ key: string; sha256: string }> }>;
-  const summary = JSON.parse(await readFile(path.join(store, 'campaigns', id, 'summary.json'), 'utf8')) as Record<string, unknown>;
+  const summary = JSON.parse(await readFile(path.join(store, 'campaigns', id, 'summary.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
   const map = new Map(laps.flatMap((l) => l.artifacts.map((a) => [a.key, a.sha256] as [string, string])));
   for (const value of Object.values(summary)) {
     const ref = value as { key?: string; sha256?: string } | null;
@@ -89,13 +92,19 @@ test('SIGKILL at four points, resume each time: same artifacts as an uninterrupt
   const stepsDir = path.join(store, 'campaigns/c/steps');
   const running = async (step: string) => {
     try {
-      return (JSON.parse(await readFile(path.join(stepsDir, `${step}.json`), 'utf8')) as StepRecord).status === 'running';
+      return (
+        (JSON.parse(await readFile(path.join(stepsDir, `${step}.json`), 'utf8')) as StepRecord).status === 'running'
+      );
     } catch {
       return false;
     }
   };
   const kills: Array<{ name: string; args: string[]; when: () => Promise<boolean>; env?: NodeJS.ProcessEnv }> = [
-    { name: 'inside the E-step', args: ['run', configFile, '--store', store, '--id', 'c'], when: () => running('lap-001/estep/shard-000') },
+    {
+      name: 'inside the E-step',
+      args: ['run', configFile, '--store', store, '--id', 'c'],
+      when: () => running('lap-001/estep/shard-000'),
+    },
     {
       name: 'inside training, after a checkpoint',
       args: ['resume', 'c', '--store', store],
@@ -112,10 +121,19 @@ test('SIGKILL at four points, resume each time: same artifacts as an uninterrupt
   let interrupted = 0;
   for (const kill of kills) {
     const result = await killWhen(kill.args, kill.when);
-    assert.equal(result.signal, 'SIGKILL', `${kill.name}: the child was killed (exit ${result.code}, ${result.stderr})`);
+    assert.equal(
+      result.signal,
+      'SIGKILL',
+      `${kill.name}: the child was killed (exit ${result.code}, ${result.stderr})`,
+    );
     const after = await journal(store, 'c');
     for (const [step, record] of before) {
-      if (record.status === 'done') assert.deepEqual(after.get(step)?.executions, record.executions, `${kill.name}: finished step ${step} ran again`);
+      if (record.status === 'done')
+        assert.deepEqual(
+          after.get(step)?.executions,
+          record.executions,
+          `${kill.name}: finished step ${step} ran again`,
+        );
     }
     interrupted += [...after.values()].filter((r) => r.status === 'running').length;
     before = after;
@@ -123,13 +141,18 @@ test('SIGKILL at four points, resume each time: same artifacts as an uninterrupt
   assert.ok(interrupted >= 2, `the kills landed inside running steps (${interrupted})`);
 
   // Half-way through writing the final prior's weights, the process kills itself.
-  const { done } = startCli(['resume', 'c', '--store', store], { DIFFEM_CRASH_WRITING: 'final/prior/weights.safetensors' });
+  const { done } = startCli(['resume', 'c', '--store', store], {
+    DIFFEM_CRASH_WRITING: 'final/prior/weights.safetensors',
+  });
   const crashed = await done;
   assert.equal(crashed.signal, 'SIGKILL', crashed.stderr);
   const priorDir = path.join(store, 'campaigns/c/final/prior');
   const leftovers = await readdir(priorDir);
   assert.ok(!leftovers.includes('weights.safetensors'), 'no torn artifact under the real key');
-  assert.ok(leftovers.some((f) => f.startsWith('.') && f.includes('weights.safetensors')), `a temp file was left: ${leftovers}`);
+  assert.ok(
+    leftovers.some((f) => f.startsWith('.') && f.includes('weights.safetensors')),
+    `a temp file was left: ${leftovers}`,
+  );
   const atCrash = await journal(store, 'c');
   assert.equal(atCrash.get('final/prior')?.status, 'running');
 
@@ -137,7 +160,8 @@ test('SIGKILL at four points, resume each time: same artifacts as an uninterrupt
   assert.equal(finish.code, 0, finish.stderr);
   const final = await journal(store, 'c');
   for (const [step, record] of atCrash) {
-    if (record.status === 'done') assert.deepEqual(final.get(step)?.executions, record.executions, `finished step ${step} ran again`);
+    if (record.status === 'done')
+      assert.deepEqual(final.get(step)?.executions, record.executions, `finished step ${step} ran again`);
   }
   for (const [step, record] of final) {
     assert.equal(record.status, 'done', step);
@@ -150,6 +174,13 @@ test('SIGKILL at four points, resume each time: same artifacts as an uninterrupt
 
   const status = await runCli(['status', 'c', '--store', store]);
   assert.match(status.stdout, /campaign c: done/);
-  const history = JSON.parse((await runCli(['history', 'c', '--store', store, '--json'])).stdout) as Array<{ lap: number; attempts: number; failures: number }>;
-  assert.ok(history.some((h) => h.failures > 0), 'the history shows the interrupted attempts');
+  const history = JSON.parse((await runCli(['history', 'c', '--store', store, '--json'])).stdout) as Array<{
+    lap: number;
+    attempts: number;
+    failures: number;
+  }>;
+  assert.ok(
+    history.some((h) => h.failures > 0),
+    'the history shows the interrupted attempts',
+  );
 });

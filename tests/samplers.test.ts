@@ -17,7 +17,8 @@ function problem() {
   const mu = Float64Array.from([0.5, -1, 0.25]);
   const B = rng.fillNormal(new Float64Array(d * d));
   const Sigma = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) for (let k = 0; k < d; k++) Sigma[i * d + j] += B[i * d + k] * B[j * d + k] / d;
+  for (let i = 0; i < d; i++)
+    for (let j = 0; j < d; j++) for (let k = 0; k < d; k++) Sigma[i * d + j] += (B[i * d + k] * B[j * d + k]) / d;
   for (let i = 0; i < d; i++) Sigma[i * d + i] += 0.1;
   const A = Float64Array.from([1, 0.5, 0, 0, 1, -1]);
   const y = Float64Array.from([0.3, -0.7]);
@@ -33,7 +34,10 @@ function assertMomentsMatch(samples: ReturnType<typeof ndarray>, mean: Float64Ar
     assert.ok(Math.abs(got.mean[j] - mean[j]) < 4 * se + 2e-3, `mean[${j}]: ${got.mean[j]} vs ${mean[j]} (se ${se})`);
     for (let k = 0; k < d; k++) {
       const se2 = Math.sqrt((cov[j * d + j] * cov[k * d + k] + cov[j * d + k] ** 2) / n);
-      assert.ok(Math.abs(got.cov[j * d + k] - cov[j * d + k]) < 4 * se2 + 2e-3, `cov[${j},${k}]: ${got.cov[j * d + k]} vs ${cov[j * d + k]}`);
+      assert.ok(
+        Math.abs(got.cov[j * d + k] - cov[j * d + k]) < 4 * se2 + 2e-3,
+        `cov[${j},${k}]: ${got.cov[j * d + k]} vs ${cov[j * d + k]}`,
+      );
     }
   }
 }
@@ -51,7 +55,13 @@ test('ancestral sampler with the exact posterior denoiser draws the exact poster
   const { posterior } = problem();
   const n = 6000;
   const denoiser = new GaussianDenoiser(posterior.mean, posterior.cov);
-  const x = await ancestralSample(denoiser, { steps: 256, schedule, rng: Rng.derive(1, 'estep'), cond: null, count: n });
+  const x = await ancestralSample(denoiser, {
+    steps: 256,
+    schedule,
+    rng: Rng.derive(1, 'estep'),
+    cond: null,
+    count: n,
+  });
   assert.equal(denoiser.calls, 257, 'one network pass per step plus the final denoise');
   assertMomentsMatch(x, posterior.mean, posterior.cov, n);
 });
@@ -59,7 +69,13 @@ test('ancestral sampler with the exact posterior denoiser draws the exact poster
 test('the sampler is wrong when the denoiser is wrong (the moment check has teeth)', async () => {
   const { posterior, prior } = problem();
   const n = 6000;
-  const x = await ancestralSample(new GaussianDenoiser(prior.mean, prior.cov), { steps: 256, schedule, rng: Rng.derive(1, 'estep'), cond: null, count: n });
+  const x = await ancestralSample(new GaussianDenoiser(prior.mean, prior.cov), {
+    steps: 256,
+    schedule,
+    rng: Rng.derive(1, 'estep'),
+    cond: null,
+    count: n,
+  });
   assert.throws(() => assertMomentsMatch(x, posterior.mean, posterior.cov, n));
 });
 
@@ -69,14 +85,26 @@ test('Heun sampler with the exact prior denoiser reproduces the prior', async ()
   const { prior: uncentred } = problem();
   const prior = { mean: new Float64Array(uncentred.mean.length), cov: uncentred.cov };
   const n = 6000;
-  const x = await heunSample(new GaussianDenoiser(prior.mean, prior.cov), { steps: 32, schedule, rng: Rng.derive(2, 'prior'), cond: null, count: n });
+  const x = await heunSample(new GaussianDenoiser(prior.mean, prior.cov), {
+    steps: 32,
+    schedule,
+    rng: Rng.derive(2, 'prior'),
+    cond: null,
+    count: n,
+  });
   assertMomentsMatch(x, prior.mean, prior.cov, n);
 });
 
 test('same stream, same samples; another stream, other samples', async () => {
   const { posterior } = problem();
   const run = (seed: number) =>
-    ancestralSample(new GaussianDenoiser(posterior.mean, posterior.cov), { steps: 8, schedule, rng: Rng.derive(seed, 'estep', 'lap-1'), cond: null, count: 64 });
+    ancestralSample(new GaussianDenoiser(posterior.mean, posterior.cov), {
+      steps: 8,
+      schedule,
+      rng: Rng.derive(seed, 'estep', 'lap-1'),
+      cond: null,
+      count: 64,
+    });
   const [a, b, c] = await Promise.all([run(5), run(5), run(6)]);
   assert.deepEqual(a.data, b.data);
   assert.notDeepEqual(a.data, c.data);

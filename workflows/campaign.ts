@@ -68,7 +68,11 @@ export function lapName(lap: number): string {
 }
 
 /** Runs `task` over `items` with at most `limit` in flight; results keep the items' order. */
-export async function mapConcurrent<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapConcurrent<T, R>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
@@ -147,7 +151,12 @@ function round3(x: number): number {
 function lapSeeds(config: CampaignConfig, lap: number): Record<string, string> {
   const s = config.seed;
   if (lap === 0) {
-    return { gaussian: `${s}/gaussian/shard-*`, init: `${s}/init/lap-0`, train: `${s}/train/lap-0/step-*`, recorrupt: `${s}/recorrupt/lap-0` };
+    return {
+      gaussian: `${s}/gaussian/shard-*`,
+      init: `${s}/init/lap-0`,
+      train: `${s}/train/lap-0/step-*`,
+      recorrupt: `${s}/recorrupt/lap-0`,
+    };
   }
   return {
     estep: `${s}/estep/lap-${lap}/shard-*`,
@@ -212,14 +221,25 @@ async function initialLap(host: CampaignHost, base: StepInput): Promise<Campaign
     truth: data.truth,
   });
   host.progress({ phase: 'lap', lap: 0, laps, step: 'M-step', metrics: evaluation.metrics });
-  const model = await ledger.call('trainConditional', `${name}/train`, { ...base, lap: 0, samples: init.samples, init: null });
+  const model = await ledger.call('trainConditional', `${name}/train`, {
+    ...base,
+    lap: 0,
+    samples: init.samples,
+    init: null,
+  });
   const record = ledger.record({ ...evaluation.metrics, final_loss: last(model.losses) }, lapSeeds(base.config, 0));
   await host.call('recordLap', `${name}/record`, { ...base, record });
   host.progress({ phase: 'lap', lap: 0, laps, step: 'recorded', metrics: record.metrics });
   return { data, shards: plan.shards, nextLap: 1, model, firstSamples: init.samples, lastMetrics: evaluation.metrics };
 }
 
-function eStep(ledger: LapLedger, base: StepInput, state: CampaignState, lap: number, prefix: string): Promise<ArtifactRef[]> {
+function eStep(
+  ledger: LapLedger,
+  base: StepInput,
+  state: CampaignState,
+  lap: number,
+  prefix: string,
+): Promise<ArtifactRef[]> {
   return mapConcurrent(state.shards, base.config.em.concurrency, async (shard) => {
     const out = await ledger.call('posteriorSample', `${prefix}/shard-${String(shard.index).padStart(3, '0')}`, {
       ...base,

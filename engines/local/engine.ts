@@ -19,7 +19,13 @@ import { runInActivityContext } from '../../activities/context.js';
 import { getJson, putJson, type ArtifactStore } from '../../activities/store/store.js';
 import { runCampaign, type CampaignHost, type CampaignState } from '../../workflows/campaign.js';
 import type { CampaignConfig } from '../../workflows/config.js';
-import type { ActivityInput, ActivityName, ActivityOutput, CampaignActivities, CampaignSummary } from '../../workflows/types.js';
+import type {
+  ActivityInput,
+  ActivityName,
+  ActivityOutput,
+  CampaignActivities,
+  CampaignSummary,
+} from '../../workflows/types.js';
 import { canonicalJson, inputDigest, readStep, writeStep, type StepRecord } from './journal.js';
 import { silentProgress, type ProgressSink } from './progress.js';
 
@@ -76,13 +82,20 @@ const CAMPAIGN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function validateCampaignId(id: string): string {
   if (!CAMPAIGN_ID.test(id)) {
-    throw new Error(`campaign id '${id}' is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    throw new Error(
+      `campaign id '${id}' is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
   }
   return id;
 }
 
 /** Creates the campaign's manifest, or checks that an existing one has the same config. */
-export async function openCampaign(store: ArtifactStore, campaignId: string, config: CampaignConfig, engine: 'local' | 'temporal'): Promise<CampaignManifest> {
+export async function openCampaign(
+  store: ArtifactStore,
+  campaignId: string,
+  config: CampaignConfig,
+  engine: 'local' | 'temporal',
+): Promise<CampaignManifest> {
   validateCampaignId(campaignId);
   const key = manifestKey(campaignId);
   const digest = inputDigest({ config });
@@ -96,7 +109,13 @@ export async function openCampaign(store: ArtifactStore, campaignId: string, con
     }
     return manifest;
   }
-  const manifest: CampaignManifest = { campaignId, engine, config, configDigest: digest, createdAt: new Date().toISOString() };
+  const manifest: CampaignManifest = {
+    campaignId,
+    engine,
+    config,
+    configDigest: digest,
+    createdAt: new Date().toISOString(),
+  };
   await putJson(store, key, manifest);
   return manifest;
 }
@@ -146,7 +165,9 @@ async function refuseIfRunningElsewhere(store: ArtifactStore, campaignId: string
   } catch {
     return; // that process is gone: it crashed, and this run resumes its campaign
   }
-  throw new Error(`campaign '${campaignId}' is being run by process ${status.pid} on this machine; wait for it or stop it first`);
+  throw new Error(
+    `campaign '${campaignId}' is being run by process ${status.pid} on this machine; wait for it or stop it first`,
+  );
 }
 
 interface CallOptions {
@@ -182,7 +203,11 @@ async function callStep<K extends ActivityName>(
 
   for (;;) {
     const attempt = record.executions.length + 1;
-    const execution: StepRecord['executions'][number] = { attempt, startedAt: new Date().toISOString(), outcome: 'running' };
+    const execution: StepRecord['executions'][number] = {
+      attempt,
+      startedAt: new Date().toISOString(),
+      outcome: 'running',
+    };
     record.executions.push(execution);
     record.status = 'running';
     await writeStep(store, campaignId, record);
@@ -223,7 +248,12 @@ async function callStep<K extends ActivityName>(
       record.status = fatal ? 'failed' : 'running';
       await writeStep(store, campaignId, record);
       options.progress.stepFailed(step, message, !fatal);
-      if (fatal) throw new CampaignFailedError(`step ${step} (${name}) failed after ${attempt} attempt(s): ${message}`, step, errorType(error));
+      if (fatal)
+        throw new CampaignFailedError(
+          `step ${step} (${name}) failed after ${attempt} attempt(s): ${message}`,
+          step,
+          errorType(error),
+        );
       await new Promise((resolve) => setTimeout(resolve, options.retryDelayMs * 2 ** (attempt - 1)));
     }
   }

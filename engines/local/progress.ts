@@ -70,7 +70,9 @@ export class ConsoleProgress implements ProgressSink {
       this.lapStartedAt = Date.now();
       const mean = this.lapSeconds.reduce((a, b) => a + b, 0) / this.lapSeconds.length;
       const remaining = Math.max(0, event.laps - event.lap);
-      this.line(`${this.prefix()} finished in ${formatDuration(seconds)}: ${formatMetrics(event.metrics)} | ETA ${formatDuration(mean * (remaining + 1))} for ${remaining} laps + final`);
+      this.line(
+        `${this.prefix()} finished in ${formatDuration(seconds)}: ${formatMetrics(event.metrics)} | ETA ${formatDuration(mean * (remaining + 1))} for ${remaining} laps + final`,
+      );
     } else if (event.phase === 'done') {
       this.line(`[done] ${formatDuration((Date.now() - this.started) / 1000)} in all: ${formatMetrics(event.metrics)}`);
     } else {
@@ -98,7 +100,15 @@ export class ConsoleProgress implements ProgressSink {
     const total = d?.steps ?? d?.of;
     if (typeof done !== 'number' || typeof total !== 'number' || total <= 0) return;
     if (!this.bar || this.bar.step !== step) {
-      this.bar = { step, done, total, startedAt: Date.now(), startDone: done, lastPrintedDecile: Math.floor((10 * done) / total), extra: '' };
+      this.bar = {
+        step,
+        done,
+        total,
+        startedAt: Date.now(),
+        startDone: done,
+        lastPrintedDecile: Math.floor((10 * done) / total),
+        extra: '',
+      };
     }
     const bar = this.bar;
     bar.done = done;

@@ -4,8 +4,7 @@ import { maskChannel } from './mask.js';
 import { projectionChannel } from './projection.js';
 
 export type VectorChannelSpec =
-  | { kind: 'projection'; obsDim: number; noiseStd: number }
-  | { kind: 'mask'; keep: number; noiseStd: number };
+  { kind: 'projection'; obsDim: number; noiseStd: number } | { kind: 'mask'; keep: number; noiseStd: number };
 
 export function vectorChannel(spec: VectorChannelSpec, dim: number): VectorChannel {
   switch (spec.kind) {

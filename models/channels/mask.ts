@@ -35,7 +35,8 @@ export function maskChannel(dim: number, keep: number, noiseStd: number): Vector
     features(operators: NDArray): NDArray {
       const n = operators.shape[0];
       const mask = ndarray([n, dim]);
-      for (let i = 0; i < n; i++) for (let c = 0; c < dim; c++) mask.data[i * dim + c] = operators.data[(i * dim + c) * dim + c];
+      for (let i = 0; i < n; i++)
+        for (let c = 0; c < dim; c++) mask.data[i * dim + c] = operators.data[(i * dim + c) * dim + c];
       return mask;
     },
   };

@@ -47,11 +47,15 @@ export class Adam {
     state?: OptimizerState,
   ) {
     for (const [name, w] of variables) {
-      const restore = (map: ParamMap | null | undefined) => (map?.[name] ? tf.tensor(map[name].data, w.shape) : tf.zerosLike(w));
+      const restore = (map: ParamMap | null | undefined) =>
+        map?.[name] ? tf.tensor(map[name].data, w.shape) : tf.zerosLike(w);
       this.m.set(name, tf.variable(restore(state?.m), false));
       this.v.set(name, tf.variable(restore(state?.v), false));
       if (options.emaDecay > 0) {
-        this.ema.set(name, tf.variable(state?.ema?.[name] ? tf.tensor(state.ema[name].data, w.shape) : w.clone(), false));
+        this.ema.set(
+          name,
+          tf.variable(state?.ema?.[name] ? tf.tensor(state.ema[name].data, w.shape) : w.clone(), false),
+        );
       }
     }
     this.step = state?.step ?? 0;

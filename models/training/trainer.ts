@@ -40,6 +40,8 @@ export interface TrainCheckpoint {
   optimizer: OptimizerState;
   /** Mean loss of each finished block of `lossEvery` steps. */
   losses: number[];
+  /** Sum and count of the losses of the unfinished block, so a resumed run's curve matches. */
+  pendingLoss?: [number, number];
 }
 
 export interface TrainHooks {
@@ -68,7 +70,8 @@ export async function trainDenoiser(
 ): Promise<TrainCheckpoint> {
   const n = data.x.shape[0];
   const { dim, condDim } = config;
-  if (data.x.shape[1] !== dim) throw new RangeError(`training targets are [${data.x.shape}], the model expects dim ${dim}`);
+  if (data.x.shape[1] !== dim)
+    throw new RangeError(`training targets are [${data.x.shape}], the model expects dim ${dim}`);
   if (condDim > 0 && (!data.cond || data.cond.shape[1] !== condDim || data.cond.shape[0] !== n)) {
     throw new RangeError(`conditioning must be [${n}, ${condDim}], got [${data.cond?.shape ?? 'none'}]`);
   }
@@ -82,8 +85,7 @@ export async function trainDenoiser(
   const cb = condDim > 0 ? new Float32Array(B * condDim) : null;
   const sb = new Float32Array(B);
   const zb = new Float32Array(B * dim);
-  let blockLoss = 0;
-  let blockCount = 0;
+  let [blockLoss, blockCount] = start.resume?.pendingLoss ?? [0, 0];
   try {
     for (let step = adam.step; step < options.steps; step++) {
       hooks.shouldStop?.();
@@ -127,7 +129,12 @@ export async function trainDenoiser(
       }
       hooks.progress?.(done, options.steps, loss);
       if (hooks.checkpoint && done % hooks.checkpoint.every === 0 && done < options.steps) {
-        await hooks.checkpoint.save({ params: network.params(), optimizer: adam.state(), losses: [...losses] });
+        await hooks.checkpoint.save({
+          params: network.params(),
+          optimizer: adam.state(),
+          losses: [...losses],
+          pendingLoss: [blockLoss, blockCount],
+        });
       }
     }
     return { params: network.params(), optimizer: adam.state(), losses };

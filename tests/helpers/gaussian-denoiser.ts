@@ -58,6 +58,7 @@ export function empiricalMoments(x: NDArray): { mean: Float64Array; cov: Float64
   const cov = new Float64Array(d * d);
   for (let i = 0; i < n; i++)
     for (let j = 0; j < d; j++)
-      for (let k = 0; k < d; k++) cov[j * d + k] += ((x.data[i * d + j] - mean[j]) * (x.data[i * d + k] - mean[k])) / (n - 1);
+      for (let k = 0; k < d; k++)
+        cov[j * d + k] += ((x.data[i * d + j] - mean[j]) * (x.data[i * d + k] - mean[k])) / (n - 1);
   return { mean, cov };
 }
