@@ -5,7 +5,14 @@
 import { campaignKey } from '../activities/io.js';
 import { getJson, type ArtifactStore } from '../activities/store/store.js';
 import { listSteps, type StepRecord } from '../engines/local/journal.js';
-import { manifestKey, statusKey, type CampaignManifest, type CampaignStatus } from '../engines/local/engine.js';
+import {
+  manifestKey,
+  progressKey,
+  statusKey,
+  type CampaignManifest,
+  type CampaignStatus,
+  type RunningStep,
+} from '../engines/local/engine.js';
 import { formatDuration } from '../engines/local/progress.js';
 import type { ArtifactRef, CampaignSummary, LapRecord, Metrics } from '../workflows/types.js';
 
@@ -112,4 +119,21 @@ export function historyTable(history: LapHistory[]): string {
 function formatNumber(x: number): string {
   if (!Number.isFinite(x)) return String(x);
   return Math.abs(x) >= 1000 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(3) : x.toPrecision(4);
+}
+
+export async function runningStep(store: ArtifactStore, campaignId: string): Promise<RunningStep | null> {
+  const key = progressKey(campaignId);
+  return (await store.exists(key)) ? getJson<RunningStep>(store, key) : null;
+}
+
+/** `step [#####.....] 120/400 (as of 12:03:04)` from a running step's last heartbeat. */
+export function progressBar(running: RunningStep): string {
+  const d = running.details as { step?: number; steps?: number; of?: number } | null;
+  const done = d?.step;
+  const total = d?.steps ?? d?.of;
+  const when = `(as of ${running.updatedAt.slice(11, 19)} UTC)`;
+  if (typeof done !== 'number' || typeof total !== 'number' || total <= 0) return `${running.step} ${when}`;
+  const width = 24;
+  const filled = Math.min(width, Math.round((width * done) / total));
+  return `${running.step} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${when}`;
 }

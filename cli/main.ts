@@ -15,7 +15,15 @@ import { getJson } from '../activities/store/store.js';
 import { runLocalCampaign, manifestKey, type CampaignManifest } from '../engines/local/engine.js';
 import { ConsoleProgress, formatMetrics } from '../engines/local/progress.js';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
-import { campaignHistory, campaignStatus, campaignSummary, historyTable, requireCampaign } from './history.js';
+import {
+  campaignHistory,
+  campaignStatus,
+  campaignSummary,
+  historyTable,
+  progressBar,
+  requireCampaign,
+  runningStep,
+} from './history.js';
 
 const USAGE = `usage:
   diffem run CONFIG.yaml --store URI [--id ID] [--engine local|temporal]
@@ -112,6 +120,7 @@ async function main(argv: string[]): Promise<void> {
       const status = await campaignStatus(store, campaignId);
       const history = await campaignHistory(store, campaignId);
       const summary = await campaignSummary(store, campaignId);
+      const running = status?.status === 'running' ? await runningStep(store, campaignId) : null;
       const last = history[history.length - 1];
       const report = {
         campaignId,
@@ -122,6 +131,7 @@ async function main(argv: string[]): Promise<void> {
         lastLap: last ? { lap: last.lap, metrics: last.metrics } : null,
         error: status?.error,
         finished: summary !== null,
+        running,
       };
       if (values.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       else {
@@ -129,6 +139,7 @@ async function main(argv: string[]): Promise<void> {
           `campaign ${campaignId}: ${report.status} (${manifest.engine} engine), ${Math.max(0, history.length - 1)}/${report.laps} laps after lap 0` +
             (last ? `\n  lap ${last.lap}: ${formatMetrics(last.metrics)}` : '') +
             (status?.error ? `\n  error: ${status.error}` : '') +
+            (running ? `\n  running: ${progressBar(running)}` : '') +
             '\n',
         );
       }

@@ -132,12 +132,7 @@ export async function runLocalCampaign(options: LocalRunOptions): Promise<Campai
   await refuseIfRunningElsewhere(store, campaignId);
   await setStatus({ status: 'running', updatedAt: new Date().toISOString(), pid: process.pid, host: hostname() });
 
-  const host: CampaignHost = {
-    call: <K extends ActivityName>(name: K, step: string, input: ActivityInput<K>) =>
-      callStep(store, campaignId, activities, name, step, input, { progress, maxAttempts, retryDelayMs }),
-    progress: (event) => progress.campaign(event),
-    beforeLap: async (_state: CampaignState) => 'continue',
-  };
+  const host = localHost(store, campaignId, activities, { progress, maxAttempts, retryDelayMs });
   try {
     const summary = await runCampaign(host, { store: store.uri, campaignId, config });
     await setStatus({ status: 'done', updatedAt: new Date().toISOString() });
@@ -170,10 +165,70 @@ async function refuseIfRunningElsewhere(store: ArtifactStore, campaignId: string
   );
 }
 
-interface CallOptions {
+export interface CallOptions {
   progress: ProgressSink;
   maxAttempts: number;
   retryDelayMs: number;
+}
+
+/** The host the definition runs against: every call memoised in the journal. */
+export function localHost(store: ArtifactStore, campaignId: string, activities: CampaignActivities, options: CallOptions): CampaignHost {
+  const progress = new ProgressFile(store, campaignId);
+  const sink: ProgressSink = {
+    campaign: (event) => options.progress.campaign(event),
+    stepStarted: (step, activity, attempt) => options.progress.stepStarted(step, activity, attempt),
+    stepFinished: (step, seconds, reused) => {
+      options.progress.stepFinished(step, seconds, reused);
+      progress.clear(step);
+    },
+    stepFailed: (step, error, willRetry) => options.progress.stepFailed(step, error, willRetry),
+    heartbeat: (step, details) => {
+      options.progress.heartbeat(step, details);
+      progress.update(step, details);
+    },
+  };
+  return {
+    call: <K extends ActivityName>(name: K, step: string, input: ActivityInput<K>) =>
+      callStep(store, campaignId, activities, name, step, input, { ...options, progress: sink }),
+    progress: (event) => options.progress.campaign(event),
+    beforeLap: async (_state: CampaignState) => 'continue',
+  };
+}
+
+export interface RunningStep {
+  step: string;
+  details: unknown;
+  updatedAt: string;
+}
+
+export function progressKey(campaignId: string): string {
+  return campaignKey(campaignId, 'progress.json');
+}
+
+/**
+ * The running step's last heartbeat, persisted at most every 2 s, so `diffem status` in
+ * another terminal can draw its progress bar.
+ */
+class ProgressFile {
+  private last = 0;
+  private writing: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: ArtifactStore,
+    private readonly campaignId: string,
+  ) {}
+
+  update(step: string, details: unknown): void {
+    const now = Date.now();
+    if (now - this.last < 2000) return;
+    this.last = now;
+    const running: RunningStep = { step, details, updatedAt: new Date(now).toISOString() };
+    this.writing = this.writing.then(() => putJson(this.store, progressKey(this.campaignId), running)).catch(() => undefined);
+  }
+
+  clear(_step: string): void {
+    this.last = 0;
+  }
 }
 
 async function callStep<K extends ActivityName>(
