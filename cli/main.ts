@@ -25,13 +25,27 @@ import {
   runningStep,
 } from './history.js';
 
+// The AWS SDK warns on every S3 use that its releases after January 2027 need Node 22; the
+// project supports Node 20, so that one notice is dropped and every other warning shown.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  if (warning.name !== 'NodeVersionSupportWarning') process.stderr.write(`${warning.name}: ${warning.message}\n`);
+});
+
 const USAGE = `usage:
   diffem run CONFIG.yaml --store URI [--id ID] [--engine local|temporal]
   diffem resume ID --store URI
   diffem status ID --store URI
   diffem history ID --store URI [--json]
 
-URI is a directory (default engine store) or s3://bucket/prefix.`;
+Temporal (--engine temporal; TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE):
+  diffem worker [--queue diffem-cpu|diffem-gpu|all] [--concurrency N] [--workflow-bundle FILE] [--role both|workflows|activities] [--shutdown-grace 60s]
+  diffem worker bundle --out FILE
+  diffem pause|unpause|stop|progress ID [--address HOST:PORT] [--namespace NS] [--json]
+  diffem schedule create ID CONFIG.yaml --store URI (--cron EXPR | --every DURATION) [--paused] [--note TEXT] [--laps-per-run N] [--search-attributes]
+  diffem schedule list [--json] | schedule pause|unpause ID [--note TEXT] | schedule trigger|delete ID
+
+URI is a directory or s3://bucket/prefix.`;
 
 class UsageError extends Error {}
 
@@ -73,8 +87,15 @@ async function runLocal(store: string, campaignId: string, config: CampaignConfi
   );
 }
 
+/** Subcommands that talk to a Temporal server, with their own options. */
+const TEMPORAL_COMMANDS = new Set(['worker', 'schedule', 'pause', 'unpause', 'stop', 'progress']);
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (command !== undefined && TEMPORAL_COMMANDS.has(command)) {
+    const { temporalCommand } = await import('../engines/temporal/cli.js');
+    return temporalCommand(command, rest);
+  }
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
@@ -83,6 +104,11 @@ async function main(argv: string[]): Promise<void> {
       id: { type: 'string' },
       engine: { type: 'string', default: 'local' },
       json: { type: 'boolean', default: false },
+      address: { type: 'string' },
+      namespace: { type: 'string' },
+      wait: { type: 'boolean', default: false },
+      'laps-per-run': { type: 'string' },
+      'search-attributes': { type: 'boolean', default: false },
     },
   });
   const needStore = (): string => {
@@ -102,7 +128,18 @@ async function main(argv: string[]): Promise<void> {
       if (values.engine === 'local') return runLocal(store, campaignId, config);
       if (values.engine === 'temporal') {
         const { startTemporalCampaign } = await import('../engines/temporal/client.js');
-        return startTemporalCampaign({ store, campaignId, config });
+        return startTemporalCampaign({
+          store,
+          campaignId,
+          config,
+          address: values.address,
+          namespace: values.namespace,
+          wait: values.wait,
+          options: {
+            lapsPerRun: values['laps-per-run'] ? Number(values['laps-per-run']) : undefined,
+            searchAttributes: values['search-attributes'],
+          },
+        });
       }
       throw new UsageError(`--engine must be 'local' or 'temporal', got '${values.engine}'`);
     }
@@ -110,6 +147,9 @@ async function main(argv: string[]): Promise<void> {
       const campaignId = needOne('campaign ID');
       const store = needStore();
       const manifest = await requireCampaign(storeFor(store), campaignId);
+      if (manifest.engine === 'temporal') {
+        throw new UsageError(`campaign '${campaignId}' runs on Temporal, which resumes it by itself; to continue a paused one: diffem unpause ${campaignId}`);
+      }
       return runLocal(store, campaignId, manifest.config);
     }
     case 'status': {
@@ -165,5 +205,5 @@ main(process.argv.slice(2)).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`diffem: ${message}\n`);
   if (error instanceof UsageError) process.stderr.write(`\n${USAGE}\n`);
-  process.exitCode = error instanceof UsageError ? 2 : 1;
+  process.exitCode = error instanceof UsageError || (error instanceof Error && error.name === 'TemporalUsageError') ? 2 : 1;
 });

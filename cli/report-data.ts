@@ -102,6 +102,9 @@ export interface ReportOptions {
   curvePoints?: number;
 }
 
+/** Largest data dimension whose E-step samples are drawn as 2-D projections. */
+const MAX_CLOUD_DIM = 8;
+
 const METRIC_ORDER = [
   'sinkhorn',
   'curve_distance_mean',
@@ -182,7 +185,8 @@ async function loadRun(
   const final = finalStage(steps, summary?.lastMetrics ?? null, config.em.laps + 1, total);
   if (final) laps.push(final);
 
-  const drawn = chooseLaps(laps);
+  // Scatter projections suit low-dimensional data (the manifold); images have their figures.
+  const drawn = config.data.dim <= MAX_CLOUD_DIM ? chooseLaps(laps) : [];
   const samples: SampleCloud[] = [];
   for (const lap of drawn) {
     const cloud = await loadCloud(store, lap, config.data.dim, options.maxPoints ?? 600);

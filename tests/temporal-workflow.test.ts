@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,9 +15,18 @@ import { bundleWorkflowCode, Runtime, Worker, type WorkflowBundle } from '@tempo
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { parse as parseYaml } from 'yaml';
 import { isNonRetryable } from '../activities/errors.js';
+import { bundleWorkflows } from '../engines/temporal/worker.js';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
 import { campaignIdFromWorkflowId, NON_RETRYABLE_ERROR_TYPES, WORKFLOW_TYPE } from '../workflows/temporal.js';
-import { buildHistory, campaignHistory, campaignTurns, fakeResult, type CampaignScript, type HistoryJson, type Turn } from './helpers/history.js';
+import {
+  buildHistory,
+  campaignHistory,
+  campaignTurns,
+  fakeResult,
+  type CampaignScript,
+  type HistoryJson,
+  type Turn,
+} from './helpers/history.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const workflowsPath = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
@@ -27,8 +37,14 @@ let bundle: WorkflowBundle;
 
 before(async () => {
   // The replayer logs each nondeterminism at length; the assertions below say what matters.
-  Runtime.install({ logger: quietLogger });
-  config = parseCampaignConfig(parseYaml(await readFile(path.join(root, 'examples/manifold-tiny.yaml'), 'utf8')), 'manifold-tiny.yaml');
+  Runtime.install({
+    logger: quietLogger,
+    telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' }, forward: {} } },
+  });
+  config = parseCampaignConfig(
+    parseYaml(await readFile(path.join(root, 'examples/manifold-tiny.yaml'), 'utf8')),
+    'manifold-tiny.yaml',
+  );
 });
 
 function script(overrides: Partial<CampaignScript> = {}): CampaignScript {
@@ -54,20 +70,38 @@ function history(turns: Turn[], input: unknown = script().input): HistoryJson {
 }
 
 describe('workflow bundle', () => {
-  test('bundles the compiled workflows (no Node built-ins reachable)', async () => {
-    bundle = await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
-    assert.ok(bundle.code.includes('diffemCampaign'));
+  test('bundles the compiled workflows (no Node built-ins reachable), as `diffem worker bundle` does', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'diffem-bundle-'));
+    try {
+      const out = path.join(dir, 'workflow-bundle.js');
+      await bundleWorkflows(out);
+      bundle = { code: await readFile(out, 'utf8') };
+      assert.ok(bundle.code.includes('diffemCampaign'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('rejects a workflow that imports node:fs', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'diffem-bad-workflow-'));
     try {
       const bad = path.join(dir, 'bad-workflow.js');
-      await writeFile(bad, "import { readFileSync } from 'node:fs';\nexport async function bad() { return readFileSync('/etc/hostname', 'utf8'); }\n");
-      await assert.rejects(bundleWorkflowCode({ workflowsPath: bad, logger: quietLogger }), (error: unknown) => {
-        assert.match(String(error instanceof Error ? error.message : error), /fs/);
-        return true;
-      });
+      await writeFile(
+        bad,
+        "import { readFileSync } from 'node:fs';\nexport async function bad() { return readFileSync('/etc/hostname', 'utf8'); }\n",
+      );
+      // The bundler names the offending import in its log, then rejects.
+      const logged: string[] = [];
+      const recorder = {
+        ...quietLogger,
+        error: (message: string) => void logged.push(message),
+        warn: (message: string) => void logged.push(message),
+      };
+      await assert.rejects(
+        bundleWorkflowCode({ workflowsPath: bad, logger: recorder }),
+        /Webpack finished with errors/,
+      );
+      assert.match(logged.join('\n'), /node:fs|'fs'/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -94,12 +128,24 @@ describe('replay of the tiny campaign', () => {
   test('an activity added to the history is a determinism violation', async () => {
     const turns = campaignTurns(script());
     const i = turns.findIndex((t) => t.commands.some((c) => c.kind === 'activity' && c.id === 'lap-001/evaluate'));
-    turns.splice(i, 0, { commands: [{ kind: 'activity', type: 'evaluate', id: 'lap-001/evaluate-extra', taskQueue: 'diffem-cpu', result: fakeResult('evaluate', '', 2) }] });
+    turns.splice(i, 0, {
+      commands: [
+        {
+          kind: 'activity',
+          type: 'evaluate',
+          id: 'lap-001/evaluate-extra',
+          taskQueue: 'diffem-cpu',
+          result: fakeResult('evaluate', '', 2),
+        },
+      ],
+    });
     await assert.rejects(replay(history(turns)), DeterminismViolationError);
   });
 
   test('an activity missing from the history is a determinism violation', async () => {
-    const turns = campaignTurns(script()).filter((t) => !t.commands.some((c) => c.kind === 'activity' && c.id === 'lap-001/evaluate'));
+    const turns = campaignTurns(script()).filter(
+      (t) => !t.commands.some((c) => c.kind === 'activity' && c.id === 'lap-001/evaluate'),
+    );
     await assert.rejects(replay(history(turns)), DeterminismViolationError);
   });
 
@@ -109,7 +155,30 @@ describe('replay of the tiny campaign', () => {
     const turns = campaignTurns(script({ pauseAfterLap: 1 }));
     const held = turns.findIndex((t) => t.signalsAfter?.some((s) => s.name === 'resume'));
     turns[held].signalsAfter = [];
-    await assert.rejects(replay(history(turns)), /nondeterminism|DeterminismViolation|did not complete|lang/i);
+    await assert.rejects(replay(history(turns)), DeterminismViolationError);
+  });
+
+  test('a non-retryable activity failure records the failed status, then fails the workflow', async () => {
+    const turns = campaignTurns(script());
+    const i = turns.findIndex((t) => t.commands.some((c) => c.kind === 'activity' && c.id === 'lap-001/train'));
+    const train = turns[i].commands[0];
+    assert.ok(train.kind === 'activity');
+    train.failure = { message: 'loss is NaN at step 12', type: 'NonFiniteLoss', nonRetryable: true };
+    const failed: Turn[] = [
+      ...turns.slice(0, i + 1),
+      {
+        commands: [
+          { kind: 'activity', type: 'setCampaignStatus', id: 'campaign/status', taskQueue: 'diffem-cpu', result: null },
+        ],
+      },
+      { commands: [{ kind: 'fail', message: 'Activity task failed' }] },
+    ];
+    await replay(history(failed));
+    // Without the status write the failure path would not match.
+    await assert.rejects(
+      replay(history([...turns.slice(0, i + 1), { commands: [{ kind: 'fail', message: 'Activity task failed' }] }])),
+      DeterminismViolationError,
+    );
   });
 
   test('stop skips the remaining laps and runs the final stage', async () => {
@@ -151,6 +220,13 @@ describe('replay of the tiny campaign', () => {
 });
 
 describe('workflow helpers', () => {
+  test('the SDK packages that load JSON histories share one protobufjs', () => {
+    // Two copies make historyFromJSON fail with "TypeError: type must be a Type".
+    const here = createRequire(import.meta.url);
+    const protobufOf = (pkg: string) => createRequire(here.resolve(pkg)).resolve('protobufjs/package.json');
+    assert.equal(protobufOf('@temporalio/common'), protobufOf('@temporalio/proto'));
+  });
+
   test('scheduled runs get unique, valid campaign ids from their workflow ids', () => {
     assert.equal(campaignIdFromWorkflowId('diffem-nightly-2025-01-01T03:00:00Z'), 'nightly-2025-01-01T03-00-00Z');
     assert.match(campaignIdFromWorkflowId('diffem-a/b c'), /^[A-Za-z0-9][A-Za-z0-9._-]*$/);

@@ -31,10 +31,28 @@ import {
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType, type Duration, type SearchAttributeUpdatePair } from '@temporalio/common';
-import { runCampaign, type CampaignHost, type CampaignInput, type CampaignProgress, type CampaignState } from './campaign.js';
+import {
+  defineSearchAttributeKey,
+  SearchAttributeType,
+  type Duration,
+  type SearchAttributeUpdatePair,
+} from '@temporalio/common';
+import {
+  runCampaign,
+  type CampaignHost,
+  type CampaignInput,
+  type CampaignProgress,
+  type CampaignState,
+} from './campaign.js';
 import type { CampaignConfig } from './config.js';
-import type { ActivityInput, ActivityName, ActivityOutput, CampaignActivities, CampaignSummary, Metrics } from './types.js';
+import type {
+  ActivityInput,
+  ActivityName,
+  ActivityOutput,
+  CampaignActivities,
+  CampaignSummary,
+  Metrics,
+} from './types.js';
 
 /** The workflow type name that clients, schedules and histories refer to. */
 export const WORKFLOW_TYPE = 'diffemCampaign';
@@ -42,7 +60,12 @@ export const WORKFLOW_TYPE = 'diffemCampaign';
 export const DEFAULT_QUEUES = { cpu: 'diffem-cpu', gpu: 'diffem-gpu' } as const;
 
 /** Activities that run the network (training, sampling) go to the GPU workers. */
-export const GPU_ACTIVITIES: readonly ActivityName[] = ['posteriorSample', 'trainConditional', 'trainPrior', 'samplePrior'];
+export const GPU_ACTIVITIES: readonly ActivityName[] = [
+  'posteriorSample',
+  'trainConditional',
+  'trainPrior',
+  'samplePrior',
+];
 
 /**
  * Error types that no retry can fix (bad input). Activities already raise them as
@@ -77,7 +100,9 @@ export interface StepTimeouts {
  * for the slow setup before the first heartbeat (loading shards, creating a CUDA session):
  * a timeout shorter than that setup would kill every attempt.
  */
-export const DEFAULT_TIMEOUTS: Readonly<Record<ActivityName, Required<Pick<StepTimeouts, 'startToClose' | 'maximumAttempts'>> & { heartbeat?: Duration }>> = {
+export const DEFAULT_TIMEOUTS: Readonly<
+  Record<ActivityName, Required<Pick<StepTimeouts, 'startToClose' | 'maximumAttempts'>> & { heartbeat?: Duration }>
+> = {
   prepareData: { startToClose: '1h', maximumAttempts: 3 },
   shardDataset: { startToClose: '30m', maximumAttempts: 3 },
   initializeGaussian: { startToClose: '2h', maximumAttempts: 3 },
@@ -172,8 +197,12 @@ export const progressQuery = defineQuery<CampaignProgressView>('progress');
 
 /** Activities only the Temporal engine needs (engines/temporal/activities.ts implements them). */
 export interface TemporalEngineActivities {
-  /** Writes the campaign manifest and a `running` status for a campaign no client opened (scheduled runs). */
-  openScheduledCampaign(input: { store: string; campaignId: string; config: CampaignConfig }): Promise<{ created: boolean }>;
+  /** Writes the manifest of a campaign that no client opened (scheduled runs). */
+  openScheduledCampaign(input: {
+    store: string;
+    campaignId: string;
+    config: CampaignConfig;
+  }): Promise<{ created: boolean }>;
   /** Writes `campaigns/{id}/status.json`, as the embedded engine does, so `diffem status` works. */
   setCampaignStatus(input: {
     store: string;
@@ -257,9 +286,11 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
     },
     {
       validator: (action) => {
-        if (action !== 'pause' && action !== 'resume' && action !== 'stop') throw new Error(`unknown control action '${String(action)}'`);
+        if (action !== 'pause' && action !== 'resume' && action !== 'stop')
+          throw new Error(`unknown control action '${String(action)}'`);
         // Controls act at lap boundaries; once the laps are over there is none left.
-        if (view.phase === 'final' || view.phase === 'done') throw new Error(`campaign ${view.campaignId} is in its final stage: '${action}' no longer applies`);
+        if (view.phase === 'final' || view.phase === 'done')
+          throw new Error(`campaign ${view.campaignId} is in its final stage: '${action}' no longer applies`);
       },
     },
   );
@@ -269,8 +300,12 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
     step: string,
     activityInput: Parameters<TemporalEngineActivities[K]>[0],
   ): Promise<Awaited<ReturnType<TemporalEngineActivities[K]>>> => {
-    const proxy = proxyActivities<TemporalEngineActivities>(activityOptions(name, step, queues.cpu, ENGINE_TIMEOUTS[name]));
-    const fn = proxy[name] as unknown as (i: typeof activityInput) => Promise<Awaited<ReturnType<TemporalEngineActivities[K]>>>;
+    const proxy = proxyActivities<TemporalEngineActivities>(
+      activityOptions(name, step, queues.cpu, ENGINE_TIMEOUTS[name]),
+    );
+    const fn = proxy[name] as unknown as (
+      i: typeof activityInput,
+    ) => Promise<Awaited<ReturnType<TemporalEngineActivities[K]>>>;
     return fn(activityInput);
   };
 
@@ -279,10 +314,18 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
   if (options.campaignIdFromWorkflowId && !input.resume) {
     const campaignId = campaignIdFromWorkflowId(workflowInfo().workflowId);
     view.campaignId = campaignId;
-    await callEngine('openScheduledCampaign', 'campaign/open', { store: input.store, campaignId, config: input.config });
+    await callEngine('openScheduledCampaign', 'campaign/open', {
+      store: input.store,
+      campaignId,
+      config: input.config,
+    });
     campaignInput = { ...input, campaignId, options: { ...options, campaignIdFromWorkflowId: false } };
   }
   const campaignId = campaignInput.campaignId;
+  if (!input.resume) {
+    // Written by the workflow, not the client, so it can never land after the final status.
+    await callEngine('setCampaignStatus', 'campaign/running', { store: input.store, campaignId, status: 'running' });
+  }
 
   const publish = (lapsDone: number, metrics: Metrics | null, status: string): void => {
     const headline = metrics?.[headlineMetric];
@@ -291,7 +334,10 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
       lapsDone,
       laps,
       datasetDigest: view.datasetDigest,
-      headline: { metric: headlineMetric, value: typeof headline === 'number' && Number.isFinite(headline) ? headline : null },
+      headline: {
+        metric: headlineMetric,
+        value: typeof headline === 'number' && Number.isFinite(headline) ? headline : null,
+      },
       status,
     });
     if (!options.searchAttributes) return;
@@ -300,7 +346,8 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
       { key: SEARCH_ATTRIBUTES.lap, value: lapsDone },
     ];
     if (view.datasetDigest) pairs.push({ key: SEARCH_ATTRIBUTES.datasetDigest, value: view.datasetDigest });
-    if (typeof headline === 'number' && Number.isFinite(headline)) pairs.push({ key: SEARCH_ATTRIBUTES.headline, value: headline });
+    if (typeof headline === 'number' && Number.isFinite(headline))
+      pairs.push({ key: SEARCH_ATTRIBUTES.headline, value: headline });
     upsertSearchAttributes(pairs);
   };
 
@@ -326,6 +373,7 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
       publish(state.nextLap - 1, state.lastMetrics, view.paused ? 'paused' : 'running');
       if (view.paused && !view.stopRequested) {
         await condition(() => !view.paused || view.stopRequested);
+        if (!view.stopRequested) publish(state.nextLap - 1, state.lastMetrics, 'running');
       }
       if (view.stopRequested) return 'stop';
       const lapsPerRun = options.lapsPerRun ?? 0;
@@ -355,16 +403,23 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
     // Record the outcome in the store for `diffem status`, even when the workflow was cancelled.
     const cancelled = isCancellation(error);
     const cause = rootCause(error);
-    await CancellationScope.nonCancellable(() =>
-      callEngine('setCampaignStatus', 'campaign/status', {
-        store: input.store,
-        campaignId,
-        status: cancelled ? 'stopped' : 'failed',
-        error: cause ?? (error instanceof Error ? error.message : String(error)),
-        errorType: error instanceof ActivityFailure && error.cause instanceof Error ? (failureType(error.cause) ?? error.cause.name) : undefined,
-        step: error instanceof ActivityFailure ? error.activityId : undefined,
-      }),
-    );
+    try {
+      await CancellationScope.nonCancellable(() =>
+        callEngine('setCampaignStatus', 'campaign/status', {
+          store: input.store,
+          campaignId,
+          status: cancelled ? 'stopped' : 'failed',
+          error: cause ?? (error instanceof Error ? error.message : String(error)),
+          errorType:
+            error instanceof ActivityFailure && error.cause instanceof Error
+              ? (failureType(error.cause) ?? error.cause.name)
+              : undefined,
+          step: error instanceof ActivityFailure ? error.activityId : undefined,
+        }),
+      );
+    } catch {
+      // The campaign's own failure is what its caller must see, not the status write's.
+    }
     throw error;
   }
 }

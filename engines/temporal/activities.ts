@@ -1,12 +1,13 @@
 /**
  * The two activities only the Temporal engine needs, both small writes to the store that the
  * embedded engine does in-process: the campaign manifest of a scheduled run (no client opened
- * it), and `status.json`, so that `diffem status` reads a Temporal campaign like a local one.
+ * it), and `status.json` (running, then done / failed / stopped), so that `diffem status`
+ * reads a Temporal campaign like a local one.
  */
 import { asActivity } from '../../activities/errors.js';
 import { storeFor } from '../../activities/io.js';
 import { putJson } from '../../activities/store/store.js';
-import { openCampaign, statusKey, type CampaignStatus } from '../local/engine.js';
+import { manifestKey, openCampaign, statusKey, type CampaignStatus } from '../local/engine.js';
 import type { TemporalEngineActivities } from '../../workflows/temporal.js';
 
 export function createEngineActivities(): TemporalEngineActivities {
@@ -14,9 +15,8 @@ export function createEngineActivities(): TemporalEngineActivities {
     openScheduledCampaign: (input) =>
       asActivity(async () => {
         const store = storeFor(input.store);
-        const existed = await store.exists(`campaigns/${input.campaignId}/campaign.json`);
+        const existed = await store.exists(manifestKey(input.campaignId));
         await openCampaign(store, input.campaignId, input.config, 'temporal');
-        await putJson(store, statusKey(input.campaignId), { status: 'running', updatedAt: new Date().toISOString() } satisfies CampaignStatus);
         return { created: !existed };
       }),
     setCampaignStatus: (input) =>

@@ -35,6 +35,7 @@ export const TEMPORAL_USAGE = `Temporal engine (server: --address or TEMPORAL_AD
 
 /** A command line mistake: the message is followed by the usage text. */
 export class TemporalUsageError extends Error {
+  override readonly name = 'TemporalUsageError';
   constructor(message: string) {
     super(`${message}\n\n${TEMPORAL_USAGE}`);
   }
@@ -47,7 +48,10 @@ const COMMON = {
   note: { type: 'string' },
 } as const;
 
-function parse<O extends Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>>(args: string[], extra: O) {
+function parse<O extends Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>>(
+  args: string[],
+  extra: O,
+) {
   try {
     return parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...extra } });
   } catch (error) {
@@ -67,7 +71,8 @@ function one(positionals: string[], what: string, command: string): string {
 function positiveInt(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new TemporalUsageError(`${flag} must be a non-negative integer, got '${text}'`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new TemporalUsageError(`${flag} must be a non-negative integer, got '${text}'`);
   return n;
 }
 
@@ -105,7 +110,9 @@ async function workerCommand(args: string[]): Promise<void> {
     throw new TemporalUsageError(`--role must be both, workflows or activities, got '${role}'`);
   }
   const concurrency = positiveInt(values.concurrency, '--concurrency');
-  process.stderr.write(`diffem: worker polling ${queue === 'all' ? 'diffem-cpu and diffem-gpu' : queue} (Ctrl-C drains and stops)\n`);
+  process.stderr.write(
+    `diffem: worker polling ${queue === 'all' ? 'diffem-cpu and diffem-gpu' : queue} (Ctrl-C drains and stops)\n`,
+  );
   await runWorker({
     ...target(values),
     queue,
@@ -132,7 +139,8 @@ async function scheduleCommand(args: string[]): Promise<void> {
       if (positionals.length !== 2) throw new TemporalUsageError("'schedule create' takes an ID and a CONFIG file");
       const [scheduleId, configPath] = positionals;
       if (!values.store) throw new TemporalUsageError("--store is required for 'schedule create'");
-      if ((values.cron === undefined) === (values.every === undefined)) throw new TemporalUsageError('give one of --cron or --every');
+      if ((values.cron === undefined) === (values.every === undefined))
+        throw new TemporalUsageError('give one of --cron or --every');
       const lapsPerRun = positiveInt(values['laps-per-run'], '--laps-per-run');
       await createSchedule({
         ...t,
@@ -145,7 +153,9 @@ async function scheduleCommand(args: string[]): Promise<void> {
         ...(values.note !== undefined && { note: values.note }),
         options: { ...(lapsPerRun !== undefined && { lapsPerRun }), searchAttributes: values['search-attributes'] },
       });
-      process.stdout.write(`schedule ${scheduleId} created${values.paused ? ' (paused)' : ''}: runs are workflows diffem-${scheduleId}-<time>\n`);
+      process.stdout.write(
+        `schedule ${scheduleId} created${values.paused ? ' (paused)' : ''}: runs are workflows diffem-${scheduleId}-<time>\n`,
+      );
       return;
     }
     case 'list': {

@@ -9,13 +9,23 @@
  * (`nightly-2025-01-01T03-00-00Z`), so every run writes to its own place in the store.
  */
 import { readFile } from 'node:fs/promises';
-import { Client, Connection, ScheduleOverlapPolicy, WorkflowUpdateFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import { WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy, type SearchAttributePair } from '@temporalio/common';
+import {
+  Client,
+  Connection,
+  ScheduleOverlapPolicy,
+  WorkflowUpdateFailedError,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdReusePolicy,
+  type Duration,
+  type SearchAttributePair,
+} from '@temporalio/common';
 import { parse as parseYaml } from 'yaml';
 import { storeFor } from '../../activities/io.js';
-import { putJson } from '../../activities/store/store.js';
 import { inputDigest } from '../local/journal.js';
-import { openCampaign, statusKey, validateCampaignId, type CampaignStatus } from '../local/engine.js';
+import { openCampaign, validateCampaignId } from '../local/engine.js';
 import { parseCampaignConfig, type CampaignConfig } from '../../workflows/config.js';
 import type { CampaignSummary } from '../../workflows/types.js';
 import {
@@ -40,6 +50,8 @@ export interface TemporalTarget {
   address?: string;
   /** Default TEMPORAL_NAMESPACE, else 'default'. */
   namespace?: string;
+  /** How long to wait for the server before giving up (default 10 s). */
+  connectTimeout?: Duration;
 }
 
 export function workflowIdFor(campaignId: string): string {
@@ -62,7 +74,11 @@ export class TemporalUnavailableError extends Error {
 
 /** gRPC status code carried by an error or one of its causes (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, ...). */
 function grpcCode(error: unknown): number | undefined {
-  for (let e: unknown = error, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (
+    let e: unknown = error, depth = 0;
+    e && typeof e === 'object' && depth < 5;
+    e = (e as { cause?: unknown }).cause, depth++
+  ) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'number') return code;
   }
@@ -75,12 +91,15 @@ const PERMISSION_DENIED = 7;
 const UNIMPLEMENTED = 12;
 
 /** Opens a client, runs `fn`, closes the connection; unreachable servers give TemporalUnavailableError. */
-export async function withClient<T>(target: TemporalTarget, fn: (client: Client, namespace: string) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  target: TemporalTarget,
+  fn: (client: Client, namespace: string) => Promise<T>,
+): Promise<T> {
   const address = temporalAddress(target.address);
   const namespace = temporalNamespace(target.namespace);
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address, connectTimeout: '10s' });
+    connection = await Connection.connect({ address, connectTimeout: target.connectTimeout ?? '10s' });
   } catch (error) {
     throw new TemporalUnavailableError(address, error);
   }
@@ -144,7 +163,9 @@ export async function startCampaign(options: StartCampaignOptions): Promise<Star
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         memo: { campaignId: options.campaignId, store: store.uri, configDigest: manifest.configDigest },
         ...(campaignOptions.searchAttributes && {
-          typedSearchAttributes: [{ key: SEARCH_ATTRIBUTES.campaignId, value: options.campaignId }] satisfies SearchAttributePair[],
+          typedSearchAttributes: [
+            { key: SEARCH_ATTRIBUTES.campaignId, value: options.campaignId },
+          ] satisfies SearchAttributePair[],
         }),
         staticSummary: `DiffEM campaign ${options.campaignId} (${options.config.method}, ${options.config.em.laps} laps)`,
       });
@@ -158,8 +179,6 @@ export async function startCampaign(options: StartCampaignOptions): Promise<Star
       }
       throw error;
     }
-    const status: CampaignStatus = { status: 'running', updatedAt: new Date().toISOString() };
-    await putJson(store, statusKey(options.campaignId), status);
     const started: StartedCampaign = { workflowId, runId: handle.firstExecutionRunId, store: store.uri };
     if (options.wait) started.summary = await handle.result();
     return started;
@@ -186,14 +205,21 @@ export async function startTemporalCampaign(options: StartCampaignOptions): Prom
  * rejected control fails here with the reason); servers with updates disabled get the
  * matching signal instead, followed by a progress query.
  */
-async function control(campaignId: string, action: ControlAction, target: TemporalTarget): Promise<CampaignProgressView> {
+async function control(
+  campaignId: string,
+  action: ControlAction,
+  target: TemporalTarget,
+): Promise<CampaignProgressView> {
   return withClient(target, async (client) => {
     const handle = client.workflow.getHandle(workflowIdFor(campaignId));
     try {
       return await handle.executeUpdate(controlUpdate, { args: [action] });
     } catch (error) {
       if (error instanceof WorkflowUpdateFailedError) {
-        throw new Error(`${action} of campaign ${campaignId} was rejected: ${error.cause instanceof Error ? error.cause.message : error.message}`, { cause: error });
+        throw new Error(
+          `${action} of campaign ${campaignId} was rejected: ${error.cause instanceof Error ? error.cause.message : error.message}`,
+          { cause: error },
+        );
       }
       const code = grpcCode(error);
       if (code !== UNIMPLEMENTED && code !== PERMISSION_DENIED) throw error;
@@ -252,7 +278,8 @@ async function scheduleConfig(options: CreateScheduleOptions): Promise<CampaignC
 
 export async function createSchedule(options: CreateScheduleOptions): Promise<{ scheduleId: string }> {
   validateCampaignId(options.scheduleId);
-  if ((options.cron === undefined) === (options.interval === undefined)) throw new Error('a schedule needs exactly one of: cron, interval');
+  if ((options.cron === undefined) === (options.interval === undefined))
+    throw new Error('a schedule needs exactly one of: cron, interval');
   const config = await scheduleConfig(options);
   const store = storeFor(options.store);
   const input: TemporalCampaignInput = {
@@ -266,7 +293,10 @@ export async function createSchedule(options: CreateScheduleOptions): Promise<{ 
   return withClient(options, async (client) => {
     await client.schedule.create({
       scheduleId: options.scheduleId,
-      spec: options.cron !== undefined ? { cronExpressions: [options.cron] } : { intervals: [{ every: options.interval as string }] },
+      spec:
+        options.cron !== undefined
+          ? { cronExpressions: [options.cron] }
+          : { intervals: [{ every: options.interval as string }] },
       action: {
         type: 'startWorkflow',
         workflowType: WORKFLOW_TYPE,
@@ -308,7 +338,10 @@ export async function listSchedules(target: TemporalTarget = {}): Promise<Schedu
         paused: s.state.paused,
         ...(s.state.note && { note: s.state.note }),
         nextRuns: s.info.nextActionTimes.map((d) => d.toISOString()),
-        recentRuns: s.info.recentActions.map((a) => ({ scheduledAt: a.scheduledAt.toISOString(), workflowId: a.action.workflow.workflowId })),
+        recentRuns: s.info.recentActions.map((a) => ({
+          scheduledAt: a.scheduledAt.toISOString(),
+          workflowId: a.action.workflow.workflowId,
+        })),
       });
     }
     return rows;

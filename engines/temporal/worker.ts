@@ -33,7 +33,10 @@ export interface RunWorkerOptions {
    * With queue 'all' it sets the CPU queue; the GPU queue keeps 1.
    */
   concurrency?: number;
-  /** A bundle written by `bundleWorkflows` (or `diffem worker bundle`); without it the worker bundles at start. */
+  /**
+   * A bundle written by `bundleWorkflows` (or `diffem worker bundle`); default DIFFEM_WORKFLOW_BUNDLE.
+   * Without one the worker bundles the workflows at start (seconds, and webpack at run time).
+   */
   workflowBundle?: string;
   /**
    * What the CPU queue's worker serves: heavy CPU activities block the event loop that also
@@ -54,12 +57,16 @@ export interface RunWorkerOptions {
 
 export const DEFAULT_SHUTDOWN_GRACE_TIME = '60s';
 
+function nonEmpty(value: string | undefined): string | undefined {
+  return value && value.trim() ? value : undefined;
+}
+
 export function temporalAddress(address?: string): string {
-  return address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
+  return address ?? nonEmpty(process.env.TEMPORAL_ADDRESS) ?? 'localhost:7233';
 }
 
 export function temporalNamespace(namespace?: string): string {
-  return namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+  return namespace ?? nonEmpty(process.env.TEMPORAL_NAMESPACE) ?? 'default';
 }
 
 /** The compiled workflow entry (dist/workflows/index.js). */
@@ -103,8 +110,9 @@ export async function createWorkers(options: RunWorkerOptions): Promise<Campaign
   const activities = { ...createActivities(), ...createEngineActivities() };
   const role = options.role ?? 'both';
   const shutdownGraceTime = options.shutdownGraceTime ?? DEFAULT_SHUTDOWN_GRACE_TIME;
-  const workflowCode: Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> = options.workflowBundle
-    ? { workflowBundle: { codePath: options.workflowBundle } }
+  const bundlePath = options.workflowBundle ?? nonEmpty(process.env.DIFFEM_WORKFLOW_BUNDLE);
+  const workflowCode: Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> = bundlePath
+    ? { workflowBundle: { codePath: bundlePath } }
     : { workflowsPath: defaultWorkflowsPath() };
 
   const workers: Worker[] = [];
@@ -116,8 +124,13 @@ export async function createWorkers(options: RunWorkerOptions): Promise<Campaign
           namespace,
           taskQueue: queues.cpu,
           ...(role !== 'activities' ? workflowCode : {}),
-          ...(role !== 'workflows' ? { activities } : {}),
-          maxConcurrentActivityTaskExecutions: options.concurrency ?? Math.max(1, Math.floor(availableParallelism() / 2)),
+          ...(role !== 'workflows'
+            ? {
+                activities,
+                maxConcurrentActivityTaskExecutions:
+                  options.concurrency ?? Math.max(1, Math.floor(availableParallelism() / 2)),
+              }
+            : {}),
           shutdownGraceTime,
         }),
       );

@@ -16,6 +16,8 @@ export interface ActivityCommand {
   taskQueue: string;
   /** What the activity returned (arguments are never compared on replay; results are delivered). */
   result: unknown;
+  /** The activity failed instead (its last attempt), with an ApplicationFailure of this type. */
+  failure?: { message: string; type: string; nonRetryable: boolean };
 }
 
 export type Command =
@@ -23,6 +25,7 @@ export type Command =
   | { kind: 'memo'; fields: Record<string, unknown> }
   | { kind: 'searchAttributes'; fields: Record<string, unknown> }
   | { kind: 'complete'; result: unknown }
+  | { kind: 'fail'; message: string }
   | { kind: 'continueAsNew'; workflowType: string; taskQueue: string; input: unknown[] };
 
 export interface Turn {
@@ -83,7 +86,10 @@ export function buildHistory(options: HistoryOptions, turns: Turn[]): HistoryJso
     workflowTaskTimeout: '10s',
     originalExecutionRunId: runId,
     firstExecutionRunId: options.continuedFrom ?? runId,
-    ...(options.continuedFrom && { continuedExecutionRunId: options.continuedFrom, initiator: 'CONTINUE_AS_NEW_INITIATOR_WORKFLOW' }),
+    ...(options.continuedFrom && {
+      continuedExecutionRunId: options.continuedFrom,
+      initiator: 'CONTINUE_AS_NEW_INITIATOR_WORKFLOW',
+    }),
     identity: 'history-builder',
     attempt: 1,
     firstWorkflowTaskBackoff: '0s',
@@ -130,25 +136,41 @@ export function buildHistory(options: HistoryOptions, turns: Turn[]): HistoryJso
               startToCloseTimeout: '3600s',
               heartbeatTimeout: '0s',
               workflowTaskCompletedEventId: String(completed),
-              retryPolicy: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '600s', maximumAttempts: 3 },
+              retryPolicy: {
+                initialInterval: '10s',
+                backoffCoefficient: 2,
+                maximumInterval: '600s',
+                maximumAttempts: 3,
+              },
             }),
           });
           break;
         case 'memo':
           add('WORKFLOW_PROPERTIES_MODIFIED', 'workflowPropertiesModifiedEventAttributes', {
             workflowTaskCompletedEventId: String(completed),
-            upsertedMemo: { fields: Object.fromEntries(Object.entries(command.fields).map(([k, v]) => [k, payload(v)])) },
+            upsertedMemo: {
+              fields: Object.fromEntries(Object.entries(command.fields).map(([k, v]) => [k, payload(v)])),
+            },
           });
           break;
         case 'searchAttributes':
           add('UPSERT_WORKFLOW_SEARCH_ATTRIBUTES', 'upsertWorkflowSearchAttributesEventAttributes', {
             workflowTaskCompletedEventId: String(completed),
-            searchAttributes: { indexedFields: Object.fromEntries(Object.entries(command.fields).map(([k, v]) => [k, payload(v)])) },
+            searchAttributes: {
+              indexedFields: Object.fromEntries(Object.entries(command.fields).map(([k, v]) => [k, payload(v)])),
+            },
           });
           break;
         case 'complete':
           add('WORKFLOW_EXECUTION_COMPLETED', 'workflowExecutionCompletedEventAttributes', {
             result: payloads([command.result]),
+            workflowTaskCompletedEventId: String(completed),
+          });
+          break;
+        case 'fail':
+          add('WORKFLOW_EXECUTION_FAILED', 'workflowExecutionFailedEventAttributes', {
+            failure: { message: command.message, source: 'TypeScriptSDK', applicationFailureInfo: { type: 'Error' } },
+            retryState: 'RETRY_STATE_RETRY_POLICY_NOT_SET',
             workflowTaskCompletedEventId: String(completed),
           });
           break;
@@ -174,6 +196,22 @@ export function buildHistory(options: HistoryOptions, turns: Turn[]): HistoryJso
         requestId: `act-${eventId}`,
         attempt: 1,
       });
+      if (command.failure) {
+        add('ACTIVITY_TASK_FAILED', 'activityTaskFailedEventAttributes', {
+          failure: {
+            message: command.failure.message,
+            source: 'TypeScriptSDK',
+            applicationFailureInfo: { type: command.failure.type, nonRetryable: command.failure.nonRetryable },
+          },
+          scheduledEventId: String(eventId),
+          startedEventId: String(started),
+          identity: 'history-builder',
+          retryState: command.failure.nonRetryable
+            ? 'RETRY_STATE_NON_RETRYABLE_FAILURE'
+            : 'RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED',
+        });
+        continue;
+      }
       add('ACTIVITY_TASK_COMPLETED', 'activityTaskCompletedEventAttributes', {
         result: payloads([command.result]),
         scheduledEventId: String(eventId),
@@ -205,25 +243,56 @@ export function fakeRef(key: string): { key: string; sha256: string; bytes: numb
 }
 
 const timed = { seconds: 0.5, attempt: 1 };
-const METRICS = { sinkhorn: 0.01, curve_distance_mean: 0.05, curve_distance_median: 0.04, curve_distance_p90: 0.1, coverage: 0.9, consistency: 1.2 };
+const METRICS = {
+  sinkhorn: 0.01,
+  curve_distance_mean: 0.05,
+  curve_distance_median: 0.04,
+  curve_distance_p90: 0.1,
+  coverage: 0.9,
+  consistency: 1.2,
+};
 
 /** Plausible outputs of each activity: enough structure for the campaign code to go on. */
 export function fakeResult(type: string, id: string, shards: number): unknown {
   switch (type) {
     case 'prepareData':
-      return { observations: fakeRef('data/observations'), clean: fakeRef('data/clean'), truth: fakeRef('data/curve'), datasetDigest: SHA, count: shards * 512, ...timed };
+      return {
+        observations: fakeRef('data/observations'),
+        clean: fakeRef('data/clean'),
+        truth: fakeRef('data/curve'),
+        datasetDigest: SHA,
+        count: shards * 512,
+        ...timed,
+      };
     case 'shardDataset':
       return {
-        shards: Array.from({ length: shards }, (_, index) => ({ index, start: index * 512, end: (index + 1) * 512, observations: fakeRef(`data/shard-${index}`) })),
+        shards: Array.from({ length: shards }, (_, index) => ({
+          index,
+          start: index * 512,
+          end: (index + 1) * 512,
+          observations: fakeRef(`data/shard-${index}`),
+        })),
         ...timed,
       };
     case 'initializeGaussian':
-      return { gaussian: fakeRef('lap-000/gaussian'), samples: Array.from({ length: shards }, (_, i) => fakeRef(`lap-000/estep/shard-${i}`)), logLikelihood: [-3, -2], ...timed };
+      return {
+        gaussian: fakeRef('lap-000/gaussian'),
+        samples: Array.from({ length: shards }, (_, i) => fakeRef(`lap-000/estep/shard-${i}`)),
+        logLikelihood: [-3, -2],
+        ...timed,
+      };
     case 'evaluate':
       return { metrics: METRICS, ...timed };
     case 'trainConditional':
     case 'trainPrior':
-      return { weights: fakeRef(`${id}/weights`), onnx: fakeRef(`${id}/onnx`), losses: [1, 0.5], steps: 60, resumedFromStep: 0, ...timed };
+      return {
+        weights: fakeRef(`${id}/weights`),
+        onnx: fakeRef(`${id}/onnx`),
+        losses: [1, 0.5],
+        steps: 60,
+        resumedFromStep: 0,
+        ...timed,
+      };
     case 'posteriorSample':
       return { samples: fakeRef(id), evaluations: 512 * 17, ...timed };
     case 'samplePrior':
@@ -282,15 +351,18 @@ export function campaignTurns(script: CampaignScript): Turn[] {
     turns.push({ commands: [...prefix, ...commands] });
     prefix = [];
   };
-  const published = (): Command[] => [
-    { kind: 'memo', fields: { status: 'running' } },
+  const published = (status = 'running'): Command[] => [
+    { kind: 'memo', fields: { status } },
     ...(script.searchAttributes ? [{ kind: 'searchAttributes' as const, fields: { DiffemLap: 1 } }] : []),
   ];
   const shardSteps = (prefixId: string) =>
-    Array.from({ length: script.shards }, (_, i) => act('posteriorSample', `${prefixId}/shard-${String(i).padStart(3, '0')}`));
+    Array.from({ length: script.shards }, (_, i) =>
+      act('posteriorSample', `${prefixId}/shard-${String(i).padStart(3, '0')}`),
+    );
 
   if (script.resumeAtLap === undefined) {
     if (script.scheduled) turn(act('openScheduledCampaign', 'campaign/open'));
+    turn(act('setCampaignStatus', 'campaign/running'));
     turn(act('prepareData', 'data/prepare'));
     turn(act('shardDataset', 'data/shard'));
     turn(act('initializeGaussian', 'lap-000/gaussian'));
@@ -304,14 +376,19 @@ export function campaignTurns(script: CampaignScript): Turn[] {
     if (script.pauseAfterLap === lap - 1) {
       turns[turns.length - 1].signalsAfter = [{ name: 'pause' }];
       turns.push({ commands: prefix, signalsAfter: [{ name: 'resume' }] });
-      prefix = [];
+      prefix = published();
     }
     if (script.stopAfterLap === lap - 1) {
       turns[turns.length - 1].signalsAfter = [{ name: 'stop' }];
       break;
     }
     if (script.continueBeforeLap === lap) {
-      turns.push({ commands: [...prefix, { kind: 'continueAsNew', workflowType: script.workflowType, taskQueue: script.cpu, input: [{}] }] });
+      turns.push({
+        commands: [
+          ...prefix,
+          { kind: 'continueAsNew', workflowType: script.workflowType, taskQueue: script.cpu, input: [{}] },
+        ],
+      });
       return turns;
     }
     turn(...shardSteps(`${name}/estep`));
@@ -325,7 +402,7 @@ export function campaignTurns(script: CampaignScript): Turn[] {
   turn(act('samplePrior', 'final/prior-samples'));
   turn(act('renderFigures', 'final/figures'));
   turn(act('finishCampaign', 'final/summary'));
-  prefix = [{ kind: 'memo', fields: { status: 'done' } }];
+  prefix = published('done');
   turn(act('setCampaignStatus', 'campaign/status'));
   turns.push({ commands: [{ kind: 'complete', result: null }] });
   return turns;
@@ -333,7 +410,12 @@ export function campaignTurns(script: CampaignScript): Turn[] {
 
 export function campaignHistory(script: CampaignScript): HistoryJson {
   return buildHistory(
-    { workflowType: script.workflowType, taskQueue: script.cpu, input: [script.input], ...(script.resumeAtLap !== undefined && { continuedFrom: '00000000-0000-4000-8000-0000000000aa' }) },
+    {
+      workflowType: script.workflowType,
+      taskQueue: script.cpu,
+      input: [script.input],
+      ...(script.resumeAtLap !== undefined && { continuedFrom: '00000000-0000-4000-8000-0000000000aa' }),
+    },
     campaignTurns(script),
   );
 }
