@@ -4,6 +4,7 @@
  * and `nonRetryable`; both engines honour them (Temporal through ApplicationFailure).
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { NON_RETRYABLE_ERROR_TYPES } from '../workflows/errors.js';
 
 export class BadInputError extends Error {
   readonly nonRetryable = true;
@@ -15,19 +16,7 @@ export class BadInputError extends Error {
   }
 }
 
-const NON_RETRYABLE_TYPES = new Set([
-  'ArtifactNotFound',
-  'ArtifactCorrupt',
-  'InvalidKey',
-  'InvalidConfig',
-  'NonFiniteLoss',
-  'SafetensorsInvalid',
-  'MalformedModelError',
-  'ShapeMismatch',
-  'MalformedModel',
-  'DeviceUnavailable',
-  'NonFiniteData',
-]);
+const NON_RETRYABLE_TYPES = new Set(NON_RETRYABLE_ERROR_TYPES);
 
 export function errorType(error: unknown): string {
   if (error && typeof error === 'object' && 'type' in error && typeof error.type === 'string') return error.type;

@@ -45,6 +45,7 @@ import {
   type CampaignState,
 } from './campaign.js';
 import type { CampaignConfig } from './config.js';
+import { NON_RETRYABLE_ERROR_TYPES } from './errors.js';
 import type {
   ActivityInput,
   ActivityName,
@@ -67,24 +68,7 @@ export const GPU_ACTIVITIES: readonly ActivityName[] = [
   'samplePrior',
 ];
 
-/**
- * Error types that no retry can fix (bad input). Activities already raise them as
- * non-retryable ApplicationFailures (activities/errors.ts); listing them in the retry policy
- * too covers errors that escape that wrapper. Keep in sync with activities/errors.ts.
- */
-export const NON_RETRYABLE_ERROR_TYPES: readonly string[] = [
-  'ArtifactNotFound',
-  'ArtifactCorrupt',
-  'InvalidKey',
-  'InvalidConfig',
-  'NonFiniteLoss',
-  'SafetensorsInvalid',
-  'MalformedModelError',
-  'ShapeMismatch',
-  'MalformedModel',
-  'DeviceUnavailable',
-  'NonFiniteData',
-];
+export { NON_RETRYABLE_ERROR_TYPES } from './errors.js';
 
 export interface StepTimeouts {
   /** Longest one attempt may run. */
