@@ -11,6 +11,7 @@ import { register } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 
+import { DeviceUnavailableError } from './device.js';
 import { registerWasmKernels } from './kernels/index.js';
 
 export type BackendChoice = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
@@ -149,10 +150,10 @@ function activate(name: string): Promise<void> {
 async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<BackendInfo> {
   if (device === 'cuda') {
     if (backend === 'wasm' || backend === 'cpu') {
-      throw new Error(`backend '${backend}' runs on the CPU only; ${CUDA_HINT}`);
+      throw new DeviceUnavailableError(`backend '${backend}' runs on the CPU only; ${CUDA_HINT}`);
     }
     const gpu = await probe(NODE_GPU);
-    if (!gpu.ok) throw gpu.missing ? new Error(CUDA_HINT) : loadFailure(NODE_GPU, gpu);
+    if (!gpu.ok) throw gpu.missing ? new DeviceUnavailableError(CUDA_HINT) : loadFailure(NODE_GPU, gpu);
     return { backend: 'tensorflow', device: 'cuda' };
   }
   if (backend === 'wasm' || backend === 'cpu') return { backend, device: 'cpu' };

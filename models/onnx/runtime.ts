@@ -18,6 +18,7 @@
  * differ in the last bits. The CUDA provider promises nothing bitwise (cuBLAS algorithm choice).
  * Reference: ONNX Runtime JavaScript API (onnxruntime-node), InferenceSession.SessionOptions.
  */
+import { DeviceUnavailableError } from '../device.js';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -210,7 +211,7 @@ async function loadCuda(bytes: Uint8Array, options: InferenceSession.SessionOpti
 }
 
 function cudaError(reason: string, cause?: unknown): Error {
-  return new Error(
+  return new DeviceUnavailableError(
     `OnnxDenoiser: ONNX Runtime's CUDA execution provider is unavailable (${reason}). ${ORT_CUDA_INSTALL_HINT}.`,
     {
       cause,
