@@ -17,13 +17,15 @@ import { lapName } from '../workflows/campaign.js';
 import type { ArtifactRef, PosteriorSampleInput, PosteriorSampleOutput, SamplePriorInput, SamplePriorOutput } from '../workflows/types.js';
 import { activityContext, throwIfCancelled, type ActivityContext } from './context.js';
 import { channelOf } from './data.js';
-import { asActivity } from './errors.js';
+import { asActivity, BadInputError } from './errors.js';
 import { manifoldMetrics } from './evaluate.js';
 import { campaignKey, putTensors, storeFor } from './io.js';
 import { loadShard } from './shards.js';
 import type { ArtifactStore } from './store/store.js';
 import { mStepIsConditional, networkConfig } from './train.js';
 import { mmpsPosteriorSample } from './mmps.js';
+import { isImageConfig } from '../workflows/config.js';
+import { posteriorSampleImage, samplePriorImage } from './images/sample.js';
 
 export async function openDenoiser(store: ArtifactStore, config: CampaignConfig, model: ArtifactRef, conditional: boolean): Promise<Denoiser> {
   const network = networkConfig(config, conditional);
@@ -43,6 +45,7 @@ function stepReporter(context: ActivityContext, label: string) {
 }
 
 export function posteriorSample(input: PosteriorSampleInput): Promise<PosteriorSampleOutput> {
+  if (isImageConfig(input.config)) return asActivity(() => posteriorSampleImage(input));
   return asActivity(async () => {
     const started = performance.now();
     const context = activityContext();
@@ -51,37 +54,31 @@ export function posteriorSample(input: PosteriorSampleInput): Promise<PosteriorS
     const { y, A } = await loadShard(store, config, shard);
     const schedule = logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax);
     const rng = Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`);
-    const conditional = mStepIsConditional(config);
-    const denoiser = await openDenoiser(store, config, input.model, conditional);
     const rows = shard.end - shard.start;
     let x;
-    let passesPerStep = 1;
-    try {
-      if (conditional) {
+    // Network passes over the shard: one per sampler step plus the final denoise under DiffEM.
+    let passes = config.estep.steps + 1;
+    if (mStepIsConditional(config)) {
+      const denoiser = await openDenoiser(store, config, input.model, true);
+      try {
         const cond = conditioning(channelOf(config), y, A);
         x = await ancestralSample(denoiser, { steps: config.estep.steps, schedule, rng, cond, onStep: stepReporter(context, 'step') });
-      } else {
-        const result = await mmpsPosteriorSample(denoiser, {
-          y,
-          A,
-          noiseStd: config.channel.noiseStd,
-          steps: config.estep.steps,
-          cgIterations: config.estep.mmpsCgIterations,
-          schedule,
-          rng,
-          onStep: stepReporter(context, 'step'),
-        });
-        x = result.x;
-        passesPerStep = result.passesPerStep;
+      } finally {
+        await denoiser.dispose?.();
       }
-    } finally {
-      await denoiser.dispose?.();
+    } else {
+      if (!input.weights) {
+        throw new BadInputError('InvalidConfig', `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`);
+      }
+      const result = await mmpsPosteriorSample({ store, config, weights: input.weights, y, A, rng, onStep: stepReporter(context, 'step') });
+      x = result.x;
+      passes = result.passes;
     }
     const key = campaignKey(campaignId, lap > config.em.laps ? 'final' : lapName(lap), 'estep', `shard-${String(shard.index).padStart(3, '0')}.safetensors`);
     const samples = await putTensors(store, key, { x }, { lap: String(lap), shard: String(shard.index), method: config.method });
     return {
       samples,
-      evaluations: rows * (config.estep.steps * passesPerStep + 1),
+      evaluations: rows * passes,
       seconds: (performance.now() - started) / 1000,
       attempt: context.attempt,
     };
@@ -89,6 +86,7 @@ export function posteriorSample(input: PosteriorSampleInput): Promise<PosteriorS
 }
 
 export function samplePrior(input: SamplePriorInput): Promise<SamplePriorOutput> {
+  if (isImageConfig(input.config)) return asActivity(() => samplePriorImage(input));
   return asActivity(async () => {
     const started = performance.now();
     const context = activityContext();

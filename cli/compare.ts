@@ -142,7 +142,11 @@ export async function compareCommand(args: string[]): Promise<void> {
   const lines = record.runs.map((run) => {
     const last = run.laps[run.laps.length - 1];
     const evaluations = run.final?.cumulativeEvaluations ?? last?.cumulativeEvaluations ?? 0;
-    return `  ${run.method.padEnd(6)} lap ${last?.lap ?? '-'}: ${formatMetrics(last?.metrics)}\n         E-step evaluations ${evaluations.toLocaleString('en-US')}, ${run.seconds.toFixed(0)} s`;
+    const final = run.final ? `\n         final E-step: ${formatMetrics(run.final.metrics)}` : '';
+    return (
+      `  ${run.method.padEnd(6)} lap ${last?.lap ?? '-'}: ${formatMetrics(last?.metrics)}${final}\n` +
+      `         E-step evaluations ${evaluations.toLocaleString('en-US')}, ${run.seconds.toFixed(0)} s of activity time`
+    );
   });
   process.stdout.write(
     `comparison ${id} (dataset ${record.datasetDigest.slice(0, 12)}):\n${lines.join('\n')}\n  report: ${values.out ?? ref.key}\n`,

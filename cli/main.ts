@@ -6,6 +6,8 @@
  *   diffem resume ID --store URI
  *   diffem status ID --store URI
  *   diffem history ID --store URI [--json]
+ *   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]
+ *   diffem report ID --store URI [--out FILE]
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -37,6 +39,8 @@ const USAGE = `usage:
   diffem resume ID --store URI
   diffem status ID --store URI
   diffem history ID --store URI [--json]
+  diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]   (DiffEM and EM-MMPS on the same data)
+  diffem report ID --store URI [--out FILE]                       (self-contained HTML report)
 
 Temporal (--engine temporal; TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE):
   diffem worker [--queue diffem-cpu|diffem-gpu|all] [--concurrency N] [--workflow-bundle FILE] [--role both|workflows|activities] [--shutdown-grace 60s]
@@ -96,6 +100,9 @@ async function main(argv: string[]): Promise<void> {
     const { temporalCommand } = await import('../engines/temporal/cli.js');
     return temporalCommand(command, rest);
   }
+  // These parse their own options.
+  if (command === 'compare') return (await import('./compare.js')).compareCommand(rest);
+  if (command === 'report') return (await import('./report.js')).reportCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,

@@ -105,7 +105,7 @@ function lineageSection(data: ReportData): string {
   const tables = data.runs.map((run) => {
     const rows = run.laps.map((lap) => lineageRow(lap));
     return `<h3>${escapeHtml(run.method)}: <code>${escapeHtml(run.campaignId)}</code></h3>
-<table class="lineage" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th><th>seconds</th><th>attempts</th><th>started</th><th>finished</th><th>E-step evaluations</th><th>artifacts (key, sha256, bytes)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+<table class="lineage" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th><th>seconds</th><th title="activity attempts over the lap's steps">step attempts</th><th>started</th><th>finished</th><th>E-step evaluations</th><th>artifacts (key, sha256, bytes)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
   });
   return `<section id="lineage"><h2>Lineage</h2>${tables.join('')}</section>`;
 }
@@ -118,7 +118,7 @@ function lineageRow(lap: ReportLap): string {
         `<tr><td><code>${escapeHtml(a.key)}</code></td><td><code class="sha">${escapeHtml(a.sha256)}</code></td><td class="num">${a.bytes.toLocaleString('en-US')}</td></tr>`,
     )
     .join('');
-  return `<tr data-lap="${lap.lap}" data-label="${escapeHtml(lap.label)}"><td>${escapeHtml(lap.label)}</td><td class="num">${lap.seconds.toFixed(1)}</td><td class="num">${lap.attempts}${lap.failures ? ` (${lap.failures} failed)` : ''}</td><td>${escapeHtml(lap.started ?? '-')}</td><td>${escapeHtml(lap.finished ?? '-')}</td><td class="num">${lap.evaluations === null ? '-' : lap.evaluations.toLocaleString('en-US')}</td><td><details><summary>${lap.artifacts.length} artifacts, ${total.toLocaleString('en-US')} bytes</summary><table class="artifacts">${artifacts}</table></details></td></tr>`;
+  return `<tr data-lap="${lap.lap}" data-label="${escapeHtml(lap.label)}"><td>${escapeHtml(lap.label)}</td><td class="num">${lap.seconds.toFixed(1)}</td><td class="num">${lap.attempts}${lap.failures ? ` (${lap.failures} failed)` : ''}</td><td>${escapeHtml(lap.started ?? '-')}</td><td>${escapeHtml(lap.finished ?? '-')}</td><td class="num">${lap.evaluations === null ? '-' : lap.evaluations.toLocaleString('en-US')}</td><td><details open><summary>${lap.artifacts.length} artifacts, ${total.toLocaleString('en-US')} bytes</summary><table class="artifacts">${artifacts}</table></details></td></tr>`;
 }
 
 function formatMetric(metrics: Metrics, key: string): string {

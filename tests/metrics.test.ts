@@ -102,6 +102,21 @@ test('Sinkhorn: symmetric and non-negative', () => {
   assert.ok(divergence >= 0 && divergence < 1e-5, `${divergence}`);
 });
 
+test('Sinkhorn: a few far outliers raise the divergence (never negative)', () => {
+  const curve = drawCurve(Rng.derive(1, 'curve'));
+  const a = sampleManifold(Rng.derive(1, 'a'), curve, 512).x;
+  const b = sampleManifold(Rng.derive(1, 'b'), curve, 512).x;
+  const clean = sinkhornDivergence(a, b);
+  const outliers = ndarray(a.shape, Float32Array.from(a.data));
+  outliers.data.set([17, -5, 3, 10, 0], 0);
+  outliers.data.set([-12, 8, 0, 2, 9], 5);
+  outliers.data.set([4, 15, -9, 0, 1], 10);
+  const withOutliers = sinkhornDivergence(outliers, b);
+  assert.ok(clean >= 0, `${clean}`);
+  // Moving 3 of 512 points ~15 away costs at least 3/512 * 15^2 / 2 ~ 0.66 minus what they left.
+  assert.ok(withOutliers > clean + 0.2, `${withOutliers} vs ${clean}`);
+});
+
 test('Sinkhorn: reports its convergence and validates its input', () => {
   const x = gaussianCloud(Rng.derive(3, 'report'), 200, 2);
   const result = sinkhorn(x, translated(x, [0.1, 0]), { tolerance: 1e-3 });

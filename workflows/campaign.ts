@@ -246,6 +246,8 @@ function eStep(
       lap,
       shard,
       model: state.model.onnx,
+      // Only EM-MMPS reads the weights; DiffEM's E-step inputs (and so their step digests) stay as they were.
+      ...(base.config.method === 'emmps' ? { weights: state.model.weights } : {}),
     });
     return out.samples;
   });

@@ -77,6 +77,8 @@ export interface PosteriorSampleInput extends StepInput {
   shard: Shard;
   /** The ONNX model of the denoiser that samples. */
   model: ArtifactRef;
+  /** The same model's tfjs weights: EM-MMPS differentiates through its denoiser (absent under DiffEM). */
+  weights?: ArtifactRef;
 }
 
 export interface PosteriorSampleOutput extends Timed {

@@ -11,27 +11,18 @@
  * fewer give the minimiser of the M-norm error over the Krylov space, which is what
  * moment-matching guidance uses with 1 to 3 iterations. A row stops updating once its
  * residual falls below `tolerance` relative to |b_i|, or when its curvature p.M p is not
- * positive (a learned Jacobian need not be positive definite); the loop ends early when
- * every row has stopped.
+ * above `curvatureFloor` |p|^2: when M is known to satisfy M >= floor I (for guidance,
+ * s_y^2 I plus a covariance), a smaller curvature means M is not what it should be in
+ * direction p (a learned Jacobian need not be positive definite), and a step along p
+ * would be arbitrarily long. The loop ends early when every row has stopped.
  * Reference: Hestenes & Stiefel (1952); Golub & Van Loan, "Matrix Computations", Sec. 11.3.
  */
-export interface ConjugateGradientOptions {
-  /** Most iterations, i.e. most products with M. */
-  iterations: number;
-  /** Residual below which a row counts as solved, relative to |b_i| (default 1e-12). */
-  tolerance?: number;
-}
+import type { BatchedMatVec, KrylovOptions, KrylovResult } from './krylov.js';
 
-export interface ConjugateGradientResult {
-  /** u [n, m]. */
-  x: Float64Array;
-  /** Products with M done (iterations run). */
-  iterations: number;
-  /** Largest relative residual |r_i| / |b_i| over the rows, after each iteration (entry 0: before). */
-  residuals: number[];
+export interface ConjugateGradientOptions extends KrylovOptions {
+  /** Least curvature p.M p / p.p accepted (default 0: M must be positive definite). */
+  curvatureFloor?: number;
 }
-
-export type BatchedMatVec = (v: Float64Array) => Promise<Float64Array> | Float64Array;
 
 export async function conjugateGradient(
   matvec: BatchedMatVec,
@@ -39,12 +30,14 @@ export async function conjugateGradient(
   rows: number,
   size: number,
   options: ConjugateGradientOptions,
-): Promise<ConjugateGradientResult> {
-  if (b.length !== rows * size) throw new RangeError(`conjugateGradient: b has ${b.length} values, expected ${rows}x${size}`);
+): Promise<KrylovResult> {
+  if (b.length !== rows * size)
+    throw new RangeError(`conjugateGradient: b has ${b.length} values, expected ${rows}x${size}`);
   if (!(Number.isInteger(options.iterations) && options.iterations >= 0)) {
     throw new RangeError(`conjugateGradient: iterations must be a non-negative integer, got ${options.iterations}`);
   }
   const tolerance = options.tolerance ?? 1e-12;
+  const floor = options.curvatureFloor ?? 0;
   const x = new Float64Array(rows * size);
   const r = Float64Array.from(b);
   const p = Float64Array.from(b);
@@ -58,6 +51,7 @@ export async function conjugateGradient(
     running += active[i];
   }
   let iterations = 0;
+  let breakdowns = 0;
   while (iterations < options.iterations && running > 0) {
     // Stopped rows multiply a zero direction, so they cost nothing extra and stay put.
     for (let i = 0; i < rows; i++) if (!active[i]) p.fill(0, i * size, (i + 1) * size);
@@ -65,11 +59,13 @@ export async function conjugateGradient(
     iterations++;
     if (mp.length !== rows * size) throw new RangeError(`conjugateGradient: M v returned ${mp.length} values`);
     const curvature = rowDots(p, mp, rows, size);
+    const lengths = rowDots(p, p, rows, size);
     for (let i = 0; i < rows; i++) {
       if (!active[i]) continue;
-      if (!(curvature[i] > 0) || !Number.isFinite(curvature[i])) {
+      if (!(curvature[i] > floor * lengths[i] && curvature[i] > 0) || !Number.isFinite(curvature[i])) {
         active[i] = 0;
         running--;
+        breakdowns++;
         continue;
       }
       const alpha = rr[i] / curvature[i];
@@ -89,7 +85,7 @@ export async function conjugateGradient(
     }
     residuals.push(maxRelative(rr, bNorm));
   }
-  return { x, iterations, residuals };
+  return { x, iterations, residuals, breakdowns };
 }
 
 function rowDots(a: Float64Array, b: Float64Array, rows: number, size: number): Float64Array {

@@ -50,7 +50,8 @@ export class DifferentiableMlp implements DifferentiableDenoiser {
       value,
       vjp: async (cotangent) => {
         if (disposed) throw new Error('DifferentiableMlp: VJP of a disposed linearization');
-        if (cotangent.length !== n * d) throw new RangeError(`DifferentiableMlp: cotangent has ${cotangent.length} values, expected ${n}x${d}`);
+        if (cotangent.length !== n * d)
+          throw new RangeError(`DifferentiableMlp: cotangent has ${cotangent.length} values, expected ${n}x${d}`);
         const g = tf.tidy(() => backward(x, tf.tensor2d(Float32Array.from(cotangent), [n, d])));
         const result = Float64Array.from(await g.data());
         g.dispose();

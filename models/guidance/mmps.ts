@@ -13,17 +13,24 @@
  *
  * J is used transposed (through vector-Jacobian products, as reverse-mode autodiff gives
  * them); for an exact denoiser J is symmetric and both forms agree. The m x m system is
- * solved by a few conjugate-gradient iterations, each one VJP, so one guided evaluation
- * costs 1 forward pass + `cgIterations` VJPs + 1 VJP for the final product: 3 passes with
- * one iteration, as in the paper. For a Gaussian prior every step is exact, so with m
- * iterations D_y is the exact E[x | x_t, y]. `MmpsDenoiser` exposes D_y through the plain
+ * solved by a few Krylov iterations, each one VJP: conjugate gradients as in the paper, or
+ * GMRES (the default of the authors' later library), which does not assume the symmetry
+ * that a learned J lacks. One guided evaluation costs 1 forward pass + `iterations` VJPs +
+ * 1 VJP for the final product: 3 passes with one iteration. For a Gaussian prior every step is exact, so with m
+ * iterations D_y is the exact E[x | x_t, y]. A learned Jacobian can have negative
+ * directions (mostly at high noise, where J ~ Cov[x] / sigma^2 is small and the network's
+ * error is not); as a true covariance makes the system matrix at least s_y^2 I, a CG
+ * direction with less curvature ends that row's solve (`breakdowns`) instead of taking an
+ * unbounded step. `MmpsDenoiser` exposes D_y through the plain
  * `Denoiser` contract, so the E-step's ancestral sampler runs it unchanged.
  * Reference: Rozet, Andry, Lanusse & Louppe, "Learning Diffusion Priors from Observations
- * by Expectation Maximization" (NeurIPS 2024), Sec. 3-4; `azula.guidance.MMPSDenoiser`.
+ * by Expectation Maximization" (NeurIPS 2024), Sec. 3-4; the azula library's MMPSDenoiser.
  */
 import type { Denoiser } from '../denoisers/denoiser.js';
 import { ndarray, type NDArray } from '../ndarray.js';
-import { conjugateGradient, type ConjugateGradientResult } from './cg.js';
+import { conjugateGradient } from './cg.js';
+import { gmres } from './gmres.js';
+import type { KrylovResult } from './krylov.js';
 import type { DifferentiableDenoiser } from './differentiable.js';
 import type { LinearOperator } from './operator.js';
 
@@ -36,11 +43,15 @@ export interface Observation {
   noiseStd: number;
 }
 
+/** The Krylov solver of the m x m system: conjugate gradients (the paper) or GMRES. */
+export type MmpsSolver = 'cg' | 'gmres';
+
 export interface MmpsOptions {
-  /** Conjugate-gradient iterations per evaluation (the paper uses 1 to 3). */
-  cgIterations: number;
+  /** Solver iterations per evaluation, one VJP each (the paper uses 1 to 3). */
+  iterations: number;
+  solver?: MmpsSolver;
   /** Relative residual at which a row's solve stops early (default 1e-12). */
-  cgTolerance?: number;
+  tolerance?: number;
 }
 
 export interface GuidedEstimate {
@@ -48,7 +59,7 @@ export interface GuidedEstimate {
   mean: Float64Array;
   /** Network passes spent: the forward pass and every VJP. */
   passes: number;
-  cg: ConjugateGradientResult;
+  solve: KrylovResult;
 }
 
 /** One evaluation of D_y at x_t [n, d], with noise level sigma[i] for row i. */
@@ -85,21 +96,21 @@ export async function mmpsDenoise(
     const s2y = noiseStd * noiseStd;
     const residual = operator.apply(linear.value);
     for (let k = 0; k < residual.length; k++) residual[k] = observation.y[k] - residual[k];
-    const cg = await conjugateGradient(
-      async (u) => {
-        const out = operator.apply(await covariance(operator.adjoint(u)));
-        for (let k = 0; k < out.length; k++) out[k] += s2y * u[k];
-        return out;
-      },
-      residual,
-      n,
-      m,
-      { iterations: options.cgIterations, tolerance: options.cgTolerance },
-    );
-    const correction = await covariance(operator.adjoint(cg.x));
+    const system = async (u: Float64Array): Promise<Float64Array> => {
+      const out = operator.apply(await covariance(operator.adjoint(u)));
+      for (let k = 0; k < out.length; k++) out[k] += s2y * u[k];
+      return out;
+    };
+    const settings = { iterations: options.iterations, tolerance: options.tolerance };
+    const solve =
+      (options.solver ?? 'cg') === 'cg'
+        ? // M = s_y^2 I + A Cov A^T >= s_y^2 I for a true covariance: less curvature flags a bad Jacobian.
+          await conjugateGradient(system, residual, n, m, { ...settings, curvatureFloor: s2y })
+        : await gmres(system, residual, n, m, settings);
+    const correction = await covariance(operator.adjoint(solve.x));
     const mean = Float64Array.from(linear.value);
     for (let k = 0; k < mean.length; k++) mean[k] += correction[k];
-    return { mean, passes, cg };
+    return { mean, passes, solve };
   } finally {
     linear.dispose();
   }
@@ -116,8 +127,10 @@ export class MmpsDenoiser implements Denoiser {
   passes = 0;
   /** Guided evaluations so far. */
   evaluations = 0;
-  /** Largest relative CG residual of the last evaluation. */
+  /** Largest relative residual of the last evaluation's solve. */
   lastResidual = Number.NaN;
+  /** Row solves ended early by a non-covariance Jacobian, over all evaluations. */
+  breakdowns = 0;
 
   constructor(
     private readonly prior: DifferentiableDenoiser,
@@ -125,7 +138,9 @@ export class MmpsDenoiser implements Denoiser {
     private readonly options: MmpsOptions,
   ) {
     if (observation.operator.inDim !== prior.dim) {
-      throw new RangeError(`MmpsDenoiser: the operator acts on dim ${observation.operator.inDim}, the denoiser on ${prior.dim}`);
+      throw new RangeError(
+        `MmpsDenoiser: the operator acts on dim ${observation.operator.inDim}, the denoiser on ${prior.dim}`,
+      );
     }
   }
 
@@ -138,7 +153,8 @@ export class MmpsDenoiser implements Denoiser {
     const estimate = await mmpsDenoise(this.prior, Float64Array.from(xt.data), sigma, this.observation, this.options);
     this.passes += estimate.passes;
     this.evaluations += 1;
-    this.lastResidual = estimate.cg.residuals[estimate.cg.residuals.length - 1];
+    this.lastResidual = estimate.solve.residuals[estimate.solve.residuals.length - 1];
+    this.breakdowns += estimate.solve.breakdowns;
     return ndarray([sigma.length, this.dim], Float32Array.from(estimate.mean));
   }
 
