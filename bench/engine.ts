@@ -21,7 +21,7 @@ import { parseCampaignConfig } from '../workflows/config.js';
 import type { CampaignActivities, RecordLapInput } from '../workflows/types.js';
 
 const dir = await mkdtemp(path.join(tmpdir(), 'diffem-engine-bench-'));
-const config = parseCampaignConfig(parse(await readFile('examples/manifold-tiny.yaml', 'utf8')), 'manifold-tiny.yaml');
+const config = parseCampaignConfig(parse(await readFile(new URL('../../examples/manifold-tiny.yaml', import.meta.url), 'utf8')), 'manifold-tiny.yaml');
 
 async function synthetic(): Promise<{ fresh_ms: number; replay_ms: number }> {
   const store = storeFor(path.join(dir, 'synthetic'));
