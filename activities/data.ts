@@ -11,22 +11,25 @@ import { vectorChannel } from '../models/channels/index.js';
 import { drawCurve, sampleManifold } from '../models/manifold.js';
 import { sliceRows } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
-import type { CampaignConfig } from '../workflows/config.js';
+import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/config.js';
 import type { ArtifactRef, PreparedData, ShardPlan, StepInput } from '../workflows/types.js';
 import { activityContext } from './context.js';
 import { asActivity } from './errors.js';
 import { campaignKey, getTensors, putTensors, storeFor, tensorOf } from './io.js';
+import { prepareImageData, shardImageDataset } from './images/data.js';
 import { putJson } from './store/store.js';
 
-
-export function channelOf(config: CampaignConfig) {
+export function channelOf(campaign: CampaignConfig) {
+  const config = vectorConfig(campaign);
   return vectorChannel(config.channel, config.data.dim);
 }
 
 export async function prepareData(input: StepInput): Promise<PreparedData> {
+  if (isImageConfig(input.config)) return asActivity(() => prepareImageData(input));
   return asActivity(async () => {
     const started = performance.now();
-    const { config, campaignId } = input;
+    const { campaignId } = input;
+    const config = vectorConfig(input.config);
     const store = storeFor(input.store);
     const seed = config.seed;
     const channel = channelOf(config);
@@ -52,6 +55,7 @@ export async function prepareData(input: StepInput): Promise<PreparedData> {
 }
 
 export async function shardDataset(input: StepInput & { observations: ArtifactRef }): Promise<ShardPlan> {
+  if (isImageConfig(input.config)) return asActivity(() => shardImageDataset(input));
   return asActivity(async () => {
     const started = performance.now();
     const store = storeFor(input.store);

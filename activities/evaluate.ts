@@ -14,22 +14,24 @@ import { sinkhornDivergence } from '../models/metrics/sinkhorn.js';
 import type { CurveParams } from '../models/manifold.js';
 import { concatRows, takeRows, type NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
-import type { CampaignConfig } from '../workflows/config.js';
+import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/config.js';
 import type { ArtifactRef, EvaluateInput, EvaluateOutput, Metrics } from '../workflows/types.js';
 import { activityContext } from './context.js';
 import { asActivity } from './errors.js';
+import { evaluateImages } from './images/evaluate.js';
 import { getTensors, storeFor, tensorOf } from './io.js';
 import { loadSamples, loadShard } from './shards.js';
 import { getJson, type ArtifactStore } from './store/store.js';
 
 export async function manifoldMetrics(
   store: ArtifactStore,
-  config: CampaignConfig,
+  campaign: CampaignConfig,
   x: NDArray,
   clean: ArtifactRef,
   truth: ArtifactRef,
   rng: Rng,
 ): Promise<Metrics> {
+  const config = vectorConfig(campaign);
   const curve = await getJson<CurveParams>(store, truth.key);
   const reference = tensorOf((await getTensors(store, clean)).tensors, 'x', clean.key, [config.data.dim]);
   const k = Math.min(config.metrics.samples, x.shape[0], reference.shape[0]);
@@ -49,9 +51,11 @@ function round(x: number): number {
 }
 
 export function evaluate(input: EvaluateInput): Promise<EvaluateOutput> {
+  if (isImageConfig(input.config)) return asActivity(() => evaluateImages(input));
   return asActivity(async () => {
     const started = performance.now();
-    const { config, lap } = input;
+    const { lap } = input;
+    const config = vectorConfig(input.config);
     const store = storeFor(input.store);
     const x = await loadSamples(store, config, input.samples);
     const shards = await Promise.all(input.shards.map((shard) => loadShard(store, config, shard)));

@@ -6,17 +6,21 @@
 import { fitGaussianEM, samplePosterior } from '../models/gaussian.js';
 import { concatRows, ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
+import { isImageConfig, vectorConfig } from '../workflows/config.js';
 import type { InitializeInput, InitializeOutput } from '../workflows/types.js';
 import { activityContext, throwIfCancelled } from './context.js';
 import { asActivity } from './errors.js';
+import { initializeImageGaussian } from './images/gaussian.js';
 import { campaignKey, putTensors, storeFor } from './io.js';
 import { loadShard } from './shards.js';
 
 export async function initializeGaussian(input: InitializeInput): Promise<InitializeOutput> {
+  if (isImageConfig(input.config)) return asActivity(() => initializeImageGaussian(input));
   return asActivity(async () => {
     const started = performance.now();
     const context = activityContext();
-    const { config, campaignId } = input;
+    const { campaignId } = input;
+    const config = vectorConfig(input.config);
     const store = storeFor(input.store);
     const shards = await Promise.all(input.shards.map((shard) => loadShard(store, config, shard)));
     const y = concatRows(shards.map((s) => s.y));

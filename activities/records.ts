@@ -5,9 +5,11 @@
 import { curvePoint, type CurveParams } from '../models/manifold.js';
 import { ndarray } from '../models/ndarray.js';
 import { lapName } from '../workflows/campaign.js';
+import { isImageConfig, vectorConfig } from '../workflows/config.js';
 import type { ArtifactRef, FigureInput, FigureOutput, FinishInput, RecordLapInput } from '../workflows/types.js';
 import { activityContext } from './context.js';
 import { asActivity } from './errors.js';
+import { renderImageFigures } from './images/records.js';
 import { scatterPng } from './figures/scatter.js';
 import { campaignKey, getTensors, storeFor, tensorOf } from './io.js';
 import { loadSamples } from './shards.js';
@@ -26,9 +28,11 @@ export function finishCampaign(input: FinishInput): Promise<ArtifactRef> {
 }
 
 export function renderFigures(input: FigureInput): Promise<FigureOutput> {
+  if (isImageConfig(input.config)) return asActivity(() => renderImageFigures(input));
   return asActivity(async () => {
     const started = performance.now();
-    const { config, campaignId } = input;
+    const { campaignId } = input;
+    const config = vectorConfig(input.config);
     const store = storeFor(input.store);
     const curve = await getJson<CurveParams>(store, input.truth.key);
     const grid = 2000;

@@ -2,11 +2,12 @@
 import type { NDArray } from '../models/ndarray.js';
 import { concatRows } from '../models/ndarray.js';
 import type { ArtifactStore } from './store/store.js';
-import type { CampaignConfig } from '../workflows/config.js';
+import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/config.js';
 import type { ArtifactRef, Shard } from '../workflows/types.js';
 import { BadInputError } from './errors.js';
 import { getTensors, tensorOf } from './io.js';
 import { channelOf } from './data.js';
+import { loadImageSamples } from './images/common.js';
 
 export interface ObservationShard {
   y: NDArray;
@@ -26,8 +27,10 @@ export async function loadShard(store: ArtifactStore, config: CampaignConfig, sh
   return { y, A };
 }
 
-/** All reconstructions of a lap, concatenated in shard order. */
-export async function loadSamples(store: ArtifactStore, config: CampaignConfig, refs: ArtifactRef[]): Promise<NDArray> {
+/** All reconstructions of a lap, concatenated in shard order ([n, d]; images: [n, H, W, C]). */
+export async function loadSamples(store: ArtifactStore, campaign: CampaignConfig, refs: ArtifactRef[]): Promise<NDArray> {
+  if (isImageConfig(campaign)) return loadImageSamples(store, campaign, refs);
+  const config = vectorConfig(campaign);
   const parts = await Promise.all(
     refs.map(async (ref) => tensorOf((await getTensors(store, ref)).tensors, 'x', ref.key, [config.data.dim])),
   );

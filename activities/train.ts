@@ -19,7 +19,7 @@ import { exportMlpToOnnx } from '../models/onnx/export-mlp.js';
 import { Rng } from '../models/rng.js';
 import { sha256Hex } from './store/store.js';
 import { exportedWeights, type TrainCheckpoint } from '../models/training/trainer.js';
-import type { CampaignConfig } from '../workflows/config.js';
+import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/config.js';
 import { lapName } from '../workflows/campaign.js';
 import type { TrainInput, TrainOutput } from '../workflows/types.js';
 import { runTrainingJob } from './compute/run-training.js';
@@ -27,9 +27,11 @@ import { activityContext } from './context.js';
 import { channelOf } from './data.js';
 import { asActivity, BadInputError } from './errors.js';
 import { campaignKey, getTensors, putTensors, storeFor } from './io.js';
+import { trainImageDenoiser } from './images/train.js';
 import { loadSamples } from './shards.js';
 
-export function networkConfig(config: CampaignConfig, conditional: boolean): MlpConfig {
+export function networkConfig(campaign: CampaignConfig, conditional: boolean): MlpConfig {
+  const config = vectorConfig(campaign);
   return {
     dim: config.data.dim,
     condDim: conditional ? conditioningWidth(channelOf(config)) : 0,
@@ -44,14 +46,16 @@ export function mStepIsConditional(config: CampaignConfig): boolean {
 }
 
 export function trainConditional(input: TrainInput): Promise<TrainOutput> {
+  if (isImageConfig(input.config)) return asActivity(() => trainImageDenoiser(input, 'train', mStepIsConditional(input.config)));
   return asActivity(() => train(input, 'train', mStepIsConditional(input.config)));
 }
 
 export function trainPrior(input: TrainInput): Promise<TrainOutput> {
+  if (isImageConfig(input.config)) return asActivity(() => trainImageDenoiser(input, 'prior', false));
   return asActivity(() => train(input, 'prior', false));
 }
 
-interface CheckpointDetails {
+export interface CheckpointDetails {
   step: number;
   checkpoint: string;
 }
@@ -86,6 +90,7 @@ async function train(input: TrainInput, role: 'train' | 'prior', conditional: bo
 
   const state = await runTrainingJob(
     {
+      kind: 'mlp',
       network,
       data: { x, cond },
       params,
@@ -139,7 +144,7 @@ function recorrupt(config: CampaignConfig, lap: number, x: NDArray): NDArray {
 
 const GROUPS = ['params', 'm', 'v', 'ema'] as const;
 
-async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: string, state: TrainCheckpoint, jobDigest: string): Promise<void> {
+export async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: string, state: TrainCheckpoint, jobDigest: string): Promise<void> {
   const tensors: Record<string, NDArray> = {};
   const groups: Record<(typeof GROUPS)[number], ParamMap | null> = {
     params: state.params,
@@ -156,7 +161,7 @@ async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: string, s
   });
 }
 
-async function loadCheckpoint(store: ReturnType<typeof storeFor>, key: string, jobDigest: string): Promise<TrainCheckpoint | null> {
+export async function loadCheckpoint(store: ReturnType<typeof storeFor>, key: string, jobDigest: string): Promise<TrainCheckpoint | null> {
   const head = await store.head(key);
   if (!head) return null;
   const { tensors, metadata } = await getTensors(store, head);

@@ -3,11 +3,17 @@
  * MNIST size (28x28x1, mask conditioning [y, mask]) on the active tfjs backend.
  *
  *     node dist/bench/unet.js [--backend wasm|cpu|auto] [--batch 32] [--steps 10]
- *     [--levels 32,64] [--blocks 1] [--attention last|0,1|'']
+ *     [--levels 32,64] [--blocks 1] [--attention last|0,1|''] [--groups 8] [--embed 64]
+ *     [--dropout 0.1] [--torch true|false]
  *
  * Forward throughput is also measured through the ONNX export on ONNX Runtime (CPU), the
- * runtime the E-step sampler can use.
+ * runtime the E-step sampler uses. With `--torch true` (the default) the same network runs
+ * in PyTorch too (`bench/unet-torch.py` under /usr/bin/python3, same sizes, same batch), and
+ * both sets of figures are printed side by side: training images/s and E-step (forward)
+ * images/s.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import * as tf from '../models/tf.js';
@@ -35,6 +41,10 @@ const { values } = parseArgs({
     levels: { type: 'string', default: '32,64' },
     blocks: { type: 'string', default: '1' },
     attention: { type: 'string', default: 'last' },
+    groups: { type: 'string', default: '8' },
+    embed: { type: 'string', default: '64' },
+    dropout: { type: 'string', default: '0.1' },
+    torch: { type: 'string', default: 'true' },
   },
 });
 
@@ -55,9 +65,9 @@ const config: UnetConfig = {
           .split(',')
           .filter((v) => v !== '')
           .map(Number),
-  embedDim: 64,
-  dropout: 0.1,
-  groups: 8,
+  embedDim: Number(values.embed),
+  dropout: Number(values.dropout),
+  groups: Number(values.groups),
 };
 const rng = Rng.derive(0, 'bench');
 const params = initUnetParams(config, rng.fork('init'));
@@ -82,9 +92,8 @@ await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps: 2 
 let t = performance.now();
 await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps });
 let seconds = (performance.now() - t) / 1000;
-console.log(
-  `train: ${((steps * batch) / seconds).toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`,
-);
+const ourTrain = (steps * batch) / seconds;
+console.log(`train: ${ourTrain.toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`);
 
 const denoiser = new TfjsUnetDenoiser(UnetNetwork.fromParams(config, params, false), 128);
 const sigma = new Float32Array(n).fill(1);
@@ -106,5 +115,43 @@ await onnx.denoise(flatX, sigma, flatCond);
 t = performance.now();
 await onnx.denoise(flatX, sigma, flatCond);
 seconds = (performance.now() - t) / 1000;
-console.log(`forward (ONNX Runtime CPU): ${(n / seconds).toFixed(1)} images/s (batch 128)`);
+const ourForward = n / seconds;
+console.log(`forward (ONNX Runtime CPU): ${ourForward.toFixed(1)} images/s (batch 128)`);
 await onnx.dispose();
+
+interface TorchFigures {
+  runtime: string;
+  parameters: number;
+  train_images_per_s: number;
+  forward_images_per_s: number;
+}
+
+if (values.torch !== 'false') {
+  const script = fileURLToPath(new URL('../../bench/unet-torch.py', import.meta.url));
+  const args = [
+    script,
+    '--batch', String(batch),
+    '--steps', String(steps),
+    '--levels', config.levels.join(','),
+    '--blocks', String(config.blocksPerLevel),
+    '--attention', config.attentionLevels.join(','),
+    '--groups', String(config.groups),
+    '--embed', String(config.embedDim),
+    '--dropout', String(config.dropout),
+  ];
+  const torch = spawnSync('/usr/bin/python3', args, { encoding: 'utf8' });
+  if (torch.status !== 0) {
+    console.log(`PyTorch reference unavailable: ${(torch.stderr || torch.error?.message || '').trim().split('\n').pop()}`);
+  } else {
+    const ref = JSON.parse(torch.stdout.trim().split('\n').pop() ?? '{}') as TorchFigures;
+    const row = (name: string, train: number, forward: number) =>
+      `${name.padEnd(44)}${train.toFixed(1).padStart(14)}${forward.toFixed(1).padStart(16)}`;
+    console.log(`\nU-Net at 28x28, levels [${config.levels}] x${config.blocksPerLevel}, attention [${config.attentionLevels}], batch ${batch}`);
+    console.log(`${''.padEnd(44)}${'train img/s'.padStart(14)}${'E-step img/s'.padStart(16)}`);
+    console.log(row(`diffem (tfjs ${info.backend} / ORT CPU)`, ourTrain, ourForward));
+    console.log(row(`${ref.runtime}`, ref.train_images_per_s, ref.forward_images_per_s));
+    if (ref.parameters !== unetParamCount(config)) {
+      console.log(`note: parameter counts differ (ours ${unetParamCount(config)}, PyTorch ${ref.parameters})`);
+    }
+  }
+}

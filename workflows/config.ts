@@ -18,6 +18,72 @@ const manifoldData = z.strictObject({
   terms: positiveInt.default(10),
 });
 
+/** Observation counts shared by the image data kinds. */
+const imageCounts = {
+  /** Observations: a subset of the train split, drawn by a permutation from stream `subset`. */
+  count: positiveInt.default(10000),
+  /** Clean images of the test split (or held out of an unsplit source) for the metrics. */
+  heldout: positiveInt.default(1000),
+};
+
+/** `dim` of an image kind is H W C; derived, accepted only when it agrees (re-parsing a parsed config). */
+function withImageDim<T extends { height: number; width: number; channels: number; dim?: number }>(
+  d: T,
+  ctx: z.RefinementCtx,
+): Omit<T, 'dim'> & { dim: number } {
+  const dim = d.height * d.width * d.channels;
+  if (d.dim !== undefined && d.dim !== dim) {
+    ctx.addIssue({ code: 'custom', path: ['dim'], message: `dim is H*W*C = ${dim} for these images, got ${d.dim}` });
+  }
+  return { ...d, dim };
+}
+
+const mnistLikeData = (kind: 'mnist' | 'fashion-mnist') =>
+  z
+    .strictObject({
+      kind: z.literal(kind),
+      ...imageCounts,
+      /** A directory of the official IDX files (optionally .gz) instead of the npm package. */
+      path: z.string().min(1).optional(),
+      height: z.literal(28).default(28),
+      width: z.literal(28).default(28),
+      channels: z.literal(1).default(1),
+      dim: positiveInt.optional(),
+    })
+    .transform(withImageDim);
+
+const cifar10Data = z
+  .strictObject({
+    kind: z.literal('cifar10'),
+    count: positiveInt.default(50000),
+    heldout: positiveInt.default(10000),
+    /** Directory holding `cifar-10-batches-bin/` (or the archive to unpack). */
+    path: z.string().min(1),
+    /** Download the archive (170 MB, MD5-checked) into `path` when the batches are missing. */
+    download: z.boolean().default(false),
+    height: z.literal(32).default(32),
+    width: z.literal(32).default(32),
+    channels: z.literal(3).default(3),
+    dim: positiveInt.optional(),
+  })
+  .transform(withImageDim);
+
+const folderData = z
+  .strictObject({
+    kind: z.literal('folder'),
+    ...imageCounts,
+    /** A directory of PNG / JPEG files (loaded in name order, scaled and centre-cropped). */
+    path: z.string().min(1),
+    height: positiveInt,
+    width: positiveInt,
+    channels: z.union([z.literal(1), z.literal(3)]),
+    dim: positiveInt.optional(),
+  })
+  .transform(withImageDim);
+
+const IMAGE_DATA_KINDS = ['mnist', 'fashion-mnist', 'cifar10', 'folder'] as const;
+const IMAGE_CHANNEL_KINDS = ['pixel-mask', 'blur'] as const;
+
 const projectionChannelConfig = z.strictObject({
   kind: z.literal('projection'),
   obsDim: positiveInt.default(2),
@@ -29,6 +95,74 @@ const maskChannelConfig = z.strictObject({
   /** Probability that a coordinate is observed. */
   keep: z.number().gt(0).max(1).default(0.5),
   noiseStd: z.number().positive().default(1e-2),
+});
+
+/** Each pixel removed with probability `rate`, the same pixel in every colour channel. */
+const pixelMaskChannelConfig = z.strictObject({
+  kind: z.literal('pixel-mask'),
+  /** Fraction of pixels removed, in [0, 1). */
+  rate: z.number().min(0).lt(1).default(0.5),
+  noiseStd: z.number().positive().default(1e-3),
+});
+
+/** Gaussian blur with a separable kernel; `sigma` fixed or drawn per image from [lo, hi]. */
+const blurChannelConfig = z
+  .strictObject({
+    kind: z.literal('blur'),
+    kernelSize: positiveInt.default(9),
+    sigma: z.union([z.number().positive(), z.tuple([z.number().positive(), z.number().positive()])]).default(1),
+    padding: z.enum(['reflect', 'zero']).default('reflect'),
+    noiseStd: z.number().positive().default(1e-3),
+  })
+  .refine((b) => b.kernelSize % 2 === 1, { message: 'kernelSize must be odd', path: ['kernelSize'] })
+  .refine((b) => typeof b.sigma === 'number' || b.sigma[1] >= b.sigma[0], {
+    message: 'sigma range [lo, hi] needs hi >= lo',
+    path: ['sigma'],
+  });
+
+const mlpModelConfig = z
+  .strictObject({
+    kind: z.literal('mlp'),
+    hidden: z.array(positiveInt).min(1).default([256, 256, 256]),
+    embedDim: positiveInt.default(64),
+  })
+  .refine((m) => m.embedDim % 2 === 0, { message: 'embedDim must be even', path: ['embedDim'] });
+
+/** The U-Net of `models/denoisers/unet.ts`; the image size and conditioning come from data and channel. */
+const unetModelConfig = z
+  .strictObject({
+    kind: z.literal('unet'),
+    /** Feature channels per resolution level, finest first (each level halves the image). */
+    levels: z.array(positiveInt).min(1).default([32, 64, 64]),
+    blocksPerLevel: positiveInt.default(1),
+    /** Indices into `levels` with self-attention (the middle block always has one). */
+    attentionLevels: z.array(z.number().int().nonnegative()).default([]),
+    embedDim: positiveInt.default(64),
+    dropout: z.number().min(0).lt(1).default(0),
+    groups: positiveInt.default(8),
+    downsample: z.enum(['conv', 'avgpool']).default('conv'),
+  })
+  .superRefine((m, ctx) => {
+    if (m.embedDim % 2 !== 0) ctx.addIssue({ code: 'custom', path: ['embedDim'], message: 'embedDim must be even' });
+    m.levels.forEach((c, i) => {
+      if (c % m.groups !== 0) ctx.addIssue({ code: 'custom', path: ['levels', i], message: `${m.groups} groups do not divide ${c} channels` });
+    });
+    m.attentionLevels.forEach((l, i) => {
+      if (l >= m.levels.length) ctx.addIssue({ code: 'custom', path: ['attentionLevels', i], message: `level ${l} does not exist (${m.levels.length} levels)` });
+    });
+  });
+
+const MODEL_DEFAULT = { kind: 'mlp' as const, hidden: [256, 256, 256], embedDim: 64 };
+
+const fidConfig = z.strictObject({
+  /**
+   * Features of the FID: 'mnist-classifier', the project's small classifier trained once per
+   * campaign (at prepare time) on the clean train images outside the observed subset (needs
+   * labelled data); 'inception', Inception-v3 from the ONNX file `inceptionOnnx`; 'none'.
+   */
+  features: z.enum(['mnist-classifier', 'inception', 'none']).default('mnist-classifier'),
+  inceptionOnnx: z.string().min(1).optional(),
+  classifierSteps: positiveInt.default(500),
 });
 
 const trainingConfig = z.strictObject({
@@ -49,26 +183,31 @@ export const campaignConfigSchema = z.strictObject({
   /** Root of every random draw of the campaign. */
   seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   method: z.enum(['diffem', 'emmps']).default('diffem'),
-  data: manifoldData,
-  channel: z.discriminatedUnion('kind', [projectionChannelConfig, maskChannelConfig]),
+  data: z.discriminatedUnion('kind', [manifoldData, mnistLikeData('mnist'), mnistLikeData('fashion-mnist'), cifar10Data, folderData]),
+  channel: z.discriminatedUnion('kind', [projectionChannelConfig, maskChannelConfig, pixelMaskChannelConfig, blurChannelConfig]),
   schedule: z
     .strictObject({ sigmaMin: z.number().positive().default(1e-3), sigmaMax: z.number().positive().default(10) })
     .refine((s) => s.sigmaMax > s.sigmaMin, { message: 'sigmaMax must exceed sigmaMin', path: ['sigmaMax'] })
     .default({ sigmaMin: 1e-3, sigmaMax: 10 }),
+  /** `kind` defaults to 'mlp', so the manifold configs written before the U-Net parse unchanged. */
   model: z
-    .strictObject({ hidden: z.array(positiveInt).min(1).default([256, 256, 256]), embedDim: positiveInt.default(64) })
-    .refine((m) => m.embedDim % 2 === 0, { message: 'embedDim must be even', path: ['embedDim'] })
-    .default({ hidden: [256, 256, 256], embedDim: 64 }),
+    .preprocess(
+      (m) => (m && typeof m === 'object' && !Array.isArray(m) && !('kind' in m) ? { kind: 'mlp', ...m } : m),
+      z.discriminatedUnion('kind', [mlpModelConfig, unetModelConfig]),
+    )
+    .default(MODEL_DEFAULT),
   em: z
     .strictObject({
       /** DiffEM laps after lap 0. */
       laps: z.number().int().nonnegative().default(8),
       gaussianIterations: positiveInt.default(32),
+      /** Images only: rank of the lap-0 Gaussian's covariance factor. */
+      gaussianRank: positiveInt.default(32),
       shardSize: positiveInt.default(4096),
       /** Shards sampled at once. */
       concurrency: positiveInt.default(2),
     })
-    .default({ laps: 8, gaussianIterations: 32, shardSize: 4096, concurrency: 2 }),
+    .default({ laps: 8, gaussianIterations: 32, gaussianRank: 32, shardSize: 4096, concurrency: 2 }),
   estep: z
     .strictObject({ steps: positiveInt.default(64), mmpsCgIterations: positiveInt.default(3) })
     .default({ steps: 64, mmpsCgIterations: 3 }),
@@ -87,18 +226,104 @@ export const campaignConfigSchema = z.strictObject({
       sinkhornBlur: z.number().positive().default(0.05),
       /** Distance under which a curve point counts as covered. */
       coverageRadius: z.number().positive().default(0.1),
+      /** Images only: the Frechet distance's feature extractor. */
+      fid: fidConfig.default(fidConfig.parse({})),
     })
-    .default({ samples: 1024, sinkhornBlur: 0.05, coverageRadius: 0.1 }),
+    .default({ samples: 1024, sinkhornBlur: 0.05, coverageRadius: 0.1, fid: fidConfig.parse({}) }),
   runtime: z
     .strictObject({
       device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
       /** Threads of ONNX Runtime per sampling activity (0: all cores). */
       threads: z.number().int().nonnegative().default(0),
+      /** Rows per ONNX Runtime run (default: 4096 for vectors, 128 for images). */
+      batchSize: positiveInt.optional(),
     })
     .default({ device: 'auto', threads: 0 }),
+}).superRefine((config, ctx) => {
+  // Cross-field checks: each names the field to change.
+  const imageData = isImageDataKind(config.data.kind);
+  const imageChannel = (IMAGE_CHANNEL_KINDS as readonly string[]).includes(config.channel.kind);
+  if (imageData && !imageChannel) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['channel', 'kind'],
+      message: `image data (${config.data.kind}) needs an image channel (${IMAGE_CHANNEL_KINDS.join(' | ')}), got '${config.channel.kind}'`,
+    });
+  }
+  if (!imageData && imageChannel) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['channel', 'kind'],
+      message: `'${config.channel.kind}' corrupts images; vector data (${config.data.kind}) takes 'projection' or 'mask'`,
+    });
+  }
+  if (imageData && config.model.kind !== 'unet') {
+    ctx.addIssue({ code: 'custom', path: ['model', 'kind'], message: `image data (${config.data.kind}) needs model kind 'unet', got '${config.model.kind}'` });
+  }
+  if (!imageData && config.model.kind !== 'mlp') {
+    ctx.addIssue({ code: 'custom', path: ['model', 'kind'], message: `vector data (${config.data.kind}) needs model kind 'mlp', got '${config.model.kind}'` });
+  }
+  if (imageData && config.method !== 'diffem') {
+    ctx.addIssue({ code: 'custom', path: ['method'], message: `image campaigns run method 'diffem' (EM-MMPS is implemented for vectors only)` });
+  }
+  if (config.data.kind === 'folder' && config.model.kind === 'unet') {
+    const levels = config.model.levels.length;
+    if (Math.min(config.data.height, config.data.width) < 2 ** (levels - 1)) {
+      ctx.addIssue({ code: 'custom', path: ['model', 'levels'], message: `${levels} levels halve a ${config.data.height}x${config.data.width} image too often` });
+    }
+  }
+  const fid = config.metrics.fid;
+  if (imageData && fid.features === 'mnist-classifier' && config.data.kind === 'folder') {
+    ctx.addIssue({ code: 'custom', path: ['metrics', 'fid', 'features'], message: "'mnist-classifier' trains on labels, and a folder has none: use 'inception' or 'none'" });
+  }
+  if (fid.features === 'inception' && !fid.inceptionOnnx) {
+    ctx.addIssue({ code: 'custom', path: ['metrics', 'fid', 'inceptionOnnx'], message: "features 'inception' needs the path of an Inception-v3 ONNX file" });
+  }
+  if (config.channel.kind === 'blur' && config.data.kind !== 'manifold') {
+    const radius = (config.channel.kernelSize - 1) / 2;
+    const side = Math.min(config.data.height, config.data.width);
+    if (config.channel.padding === 'reflect' && radius > side - 1) {
+      ctx.addIssue({ code: 'custom', path: ['channel', 'kernelSize'], message: `reflect padding needs kernel radius ${radius} < image side ${side}` });
+    }
+  }
 });
 
+export type ImageDataKind = (typeof IMAGE_DATA_KINDS)[number];
+
+export function isImageDataKind(kind: string): kind is ImageDataKind {
+  return (IMAGE_DATA_KINDS as readonly string[]).includes(kind);
+}
+
 export type CampaignConfig = z.infer<typeof campaignConfigSchema>;
+
+type DataConfig = CampaignConfig['data'];
+type ChannelConfig = CampaignConfig['channel'];
+type ModelConfig = CampaignConfig['model'];
+export type ImageDataConfig = Extract<DataConfig, { kind: ImageDataKind }>;
+export type ImageChannelSettings = Extract<ChannelConfig, { kind: 'pixel-mask' | 'blur' }>;
+export type UnetModelConfig = Extract<ModelConfig, { kind: 'unet' }>;
+export type MlpModelConfig = Extract<ModelConfig, { kind: 'mlp' }>;
+
+/** A config the cross-field checks let through with image data: image channel, U-Net. */
+export type ImageCampaignConfig = CampaignConfig & { data: ImageDataConfig; channel: ImageChannelSettings; model: UnetModelConfig };
+/** A config with vector (manifold) data: vector channel, MLP. */
+export type VectorCampaignConfig = CampaignConfig & {
+  data: Extract<DataConfig, { kind: 'manifold' }>;
+  channel: Extract<ChannelConfig, { kind: 'projection' | 'mask' }>;
+  model: MlpModelConfig;
+};
+
+export function isImageConfig(config: CampaignConfig): config is ImageCampaignConfig {
+  return isImageDataKind(config.data.kind) && (config.channel.kind === 'pixel-mask' || config.channel.kind === 'blur') && config.model.kind === 'unet';
+}
+
+/** Narrows to the vector path; a config that passed validation and is not an image one always is. */
+export function vectorConfig(config: CampaignConfig): VectorCampaignConfig {
+  if (config.data.kind === 'manifold' && (config.channel.kind === 'projection' || config.channel.kind === 'mask') && config.model.kind === 'mlp') {
+    return config as VectorCampaignConfig;
+  }
+  throw new ConfigError(`expected a vector campaign, got data '${config.data.kind}', channel '${config.channel.kind}', model '${config.model.kind}'`, []);
+}
 
 export class ConfigError extends Error {
   readonly type = 'InvalidConfig';

@@ -5,8 +5,10 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '../../models/backend.js';
+import { trainMnistClassifier } from '../../models/metrics/feature-extractor.js';
 import { logLinearSchedule } from '../../models/schedule.js';
-import { trainDenoiser } from '../../models/training/trainer.js';
+import { trainUnetDenoiser } from '../../models/training/image-trainer.js';
+import { trainDenoiser, type TrainCheckpoint, type TrainHooks } from '../../models/training/trainer.js';
 import { errorType, isNonRetryable } from '../errors.js';
 import type { TrainingJob, TrainingMessage } from './training-job.js';
 
@@ -18,29 +20,40 @@ function post(message: TrainingMessage): void {
   port!.postMessage(message);
 }
 
-try {
+let lastReport = 0;
+function progress(step: number, steps: number, loss: number): void {
+  const now = Date.now();
+  if (now - lastReport > 250 || step === steps) {
+    lastReport = now;
+    post({ type: 'progress', step, steps, loss });
+  }
+}
+
+async function run(): Promise<TrainCheckpoint> {
   await initBackend({ device: job.device });
-  let lastReport = 0;
-  const state = await trainDenoiser(
-    job.network,
-    job.data,
-    { params: job.params, resume: job.resume ?? undefined },
-    { ...job.options, schedule: logLinearSchedule(job.sigmaMin, job.sigmaMax) },
-    {
-      progress: (step, steps, loss) => {
-        const now = Date.now();
-        if (now - lastReport > 250 || step === steps) {
-          lastReport = now;
-          post({ type: 'progress', step, steps, loss });
-        }
-      },
-      checkpoint: {
-        every: job.checkpointEvery,
-        save: async (checkpoint) => post({ type: 'checkpoint', state: checkpoint }),
-      },
+  if (job.kind === 'classifier') {
+    const trained = await trainMnistClassifier(
+      { images: job.images, labels: job.labels },
+      { steps: job.steps, batchSize: job.batchSize, lr: job.lr, seed: job.seed, config: job.config, progress },
+    );
+    return { params: trained.params, optimizer: { step: job.steps, m: {}, v: {}, ema: null }, losses: trained.losses };
+  }
+  const hooks: TrainHooks = {
+    progress,
+    checkpoint: {
+      every: job.checkpointEvery,
+      save: async (checkpoint) => post({ type: 'checkpoint', state: checkpoint }),
     },
-  );
-  post({ type: 'done', state });
+  };
+  const options = { ...job.options, schedule: logLinearSchedule(job.sigmaMin, job.sigmaMax) };
+  const start = { params: job.params, resume: job.resume ?? undefined };
+  return job.kind === 'unet'
+    ? trainUnetDenoiser(job.network, job.data, start, options, hooks)
+    : trainDenoiser(job.network, job.data, start, options, hooks);
+}
+
+try {
+  post({ type: 'done', state: await run() });
 } catch (error) {
   post({
     type: 'error',

@@ -1,15 +1,21 @@
 /**
- * A training job as plain data, so it can cross into a worker thread: the network
+ * A training job as plain data, so it can cross into a worker thread: which network, its
  * configuration, the data, where to start, and the optimiser settings. The schedule is
  * passed as its two numbers and rebuilt on the other side.
+ *
+ *   mlp         the vector denoiser (`models/training/trainer.ts`)
+ *   unet        the image denoiser (`models/training/image-trainer.ts`), conditional or not
+ *   classifier  the FID feature classifier (`models/metrics/feature-extractor.ts`); its
+ *               result comes back as a checkpoint whose `params` are the classifier's
  */
 import type { MlpConfig, ParamMap } from '../../models/denoisers/mlp.js';
+import type { UnetConfig } from '../../models/denoisers/unet.js';
+import type { ClassifierConfig } from '../../models/metrics/feature-extractor.js';
+import type { NDArray } from '../../models/ndarray.js';
 import type { TrainCheckpoint, TrainingData, TrainOptions } from '../../models/training/trainer.js';
 import type { DeviceChoice } from '../../models/backend.js';
 
-export interface TrainingJob {
-  network: MlpConfig;
-  data: TrainingData;
+interface DenoiserJob {
   params: ParamMap;
   resume: TrainCheckpoint | null;
   options: Omit<TrainOptions, 'schedule'>;
@@ -18,6 +24,34 @@ export interface TrainingJob {
   checkpointEvery: number;
   device: DeviceChoice;
 }
+
+export interface MlpTrainingJob extends DenoiserJob {
+  kind: 'mlp';
+  network: MlpConfig;
+  data: TrainingData;
+}
+
+export interface UnetTrainingJob extends DenoiserJob {
+  kind: 'unet';
+  network: UnetConfig;
+  /** x [n, H, W, C]; cond [n, H, W, condChannels] or null (unconditional). */
+  data: { x: NDArray; cond: NDArray | null };
+}
+
+export interface ClassifierTrainingJob {
+  kind: 'classifier';
+  config: ClassifierConfig;
+  /** Labelled images [n, H, W, C] in [-2, 2]. */
+  images: NDArray;
+  labels: Int32Array;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  device: DeviceChoice;
+}
+
+export type TrainingJob = MlpTrainingJob | UnetTrainingJob | ClassifierTrainingJob;
 
 export type TrainingMessage =
   | { type: 'progress'; step: number; steps: number; loss: number }

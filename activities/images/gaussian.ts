@@ -1,0 +1,122 @@
+/**
+ * Lap 0 of an image campaign (method.md, initialisation): fit a Gaussian prior to the
+ * observations by EM with closed-form posteriors, then draw one exact posterior sample per
+ * observation, shard by shard (stream `gaussian/shard-i`), as the first reconstructions.
+ *
+ * Pixel masks: factor analysis N(mu, W W^T + diag(D)), rank `em.gaussianRank`, exact EM
+ * (`factor-gaussian.ts`, which argues the choice). Blur: the same low-rank family with an
+ * isotropic residual, fitted by stochastic EM (`blur-gaussian.ts`, which says why the
+ * diagonal does not survive a blur). The EM's own draws (initial directions) come from
+ * stream `gaussian/init`.
+ */
+import { ndarray } from '../../models/ndarray.js';
+import { Rng } from '../../models/rng.js';
+import type { ImageCampaignConfig } from '../../workflows/config.js';
+import type { InitializeInput, InitializeOutput } from '../../workflows/types.js';
+import { activityContext, throwIfCancelled } from '../context.js';
+import { campaignKey, putTensors, storeFor } from '../io.js';
+import { fitBlurGaussian, sampleBlurPosterior } from './blur-gaussian.js';
+import { asImages, imageChannelOf, imageShape, loadImageShard, type ImageObservations } from './common.js';
+import {
+  fitMaskedFactorGaussian,
+  sampleMaskedPosterior,
+  type FactorGaussian,
+  type MaskedData,
+} from './factor-gaussian.js';
+
+function maskedData(obs: ImageObservations, P: number, C: number): MaskedData {
+  if (obs.ops.kind !== 'mask') throw new TypeError('maskedData needs mask operators');
+  return { y: obs.y.data, masks: obs.ops.masks.data, n: obs.y.shape[0], P, C };
+}
+
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function initializeImageGaussian(input: InitializeInput): Promise<InitializeOutput> {
+  const started = performance.now();
+  const context = activityContext();
+  const config = input.config as ImageCampaignConfig;
+  const { campaignId } = input;
+  const store = storeFor(input.store);
+  const shape = imageShape(config);
+  const P = shape.height * shape.width;
+  const C = shape.channels;
+  const shards = await Promise.all(input.shards.map((shard) => loadImageShard(store, config, shard)));
+  const channel = imageChannelOf(config);
+  const onIteration = async (iteration: number, logLikelihood: number) => {
+    context.heartbeat({ iteration, logLikelihood });
+    throwIfCancelled(context);
+    await yieldToLoop();
+  };
+
+  let fit: FactorGaussian;
+  let logLikelihood: number[];
+  if (config.channel.kind === 'pixel-mask') {
+    const n = shards.reduce((a, s) => a + s.y.shape[0], 0);
+    const y = new Float32Array(n * P * C);
+    const masks = new Float32Array(n * P);
+    let row = 0;
+    for (const s of shards) {
+      const m = maskedData(s, P, C);
+      y.set(m.y, row * P * C);
+      masks.set(m.masks, row * P);
+      row += m.n;
+    }
+    ({ fit, logLikelihood } = await fitMaskedFactorGaussian(
+      { y, masks, n, P, C },
+      {
+        rank: config.em.gaussianRank,
+        iterations: config.em.gaussianIterations,
+        noiseStd: channel.noiseStd,
+        rng: Rng.derive(config.seed, 'gaussian', 'init'),
+        onIteration,
+      },
+    ));
+  } else {
+    ({ fit, logLikelihood } = await fitBlurGaussian(channel, shards, {
+      rank: config.em.gaussianRank,
+      iterations: config.em.gaussianIterations,
+      seed: config.seed,
+      onIteration,
+    }));
+  }
+
+  const d = fit.d;
+  const gaussian = await putTensors(
+    store,
+    campaignKey(campaignId, 'lap-000', 'gaussian', 'prior.safetensors'),
+    {
+      mean: ndarray([d], Float32Array.from(fit.mean)),
+      factors: ndarray([d, fit.k], Float32Array.from(fit.factors)),
+      diag: ndarray([d], Float32Array.from(fit.diag)),
+    },
+    {
+      logLikelihood: JSON.stringify(logLikelihood),
+      model: config.channel.kind === 'pixel-mask' ? 'factor-analysis' : 'ppca',
+    },
+  );
+  const samples = [];
+  for (const [i, shard] of input.shards.entries()) {
+    throwIfCancelled(context);
+    const rng = Rng.derive(config.seed, 'gaussian', `shard-${shard.index}`);
+    const rows =
+      config.channel.kind === 'pixel-mask'
+        ? sampleMaskedPosterior(fit, maskedData(shards[i], P, C), channel.noiseStd, rng)
+        : await sampleBlurPosterior(channel, fit, shards[i], rng);
+    const key = campaignKey(
+      campaignId,
+      'lap-000',
+      'estep',
+      `shard-${String(shard.index).padStart(3, '0')}.safetensors`,
+    );
+    samples.push(await putTensors(store, key, { x: asImages(rows, shape) }, { lap: '0', shard: String(shard.index) }));
+    context.heartbeat({ shard: shard.index });
+    await yieldToLoop();
+  }
+  return {
+    gaussian,
+    samples,
+    logLikelihood: logLikelihood.map((l) => Math.round(l * 1e4) / 1e4),
+    seconds: (performance.now() - started) / 1000,
+    attempt: context.attempt,
+  };
+}
