@@ -38,7 +38,9 @@ export async function prepareData(input: StepInput): Promise<PreparedData> {
     const operators = channel.drawOperators(Rng.derive(seed, 'operators'), config.data.count);
     const y = observe(Rng.derive(seed, 'noise'), operators, x, channel.noiseStd);
     const heldout = sampleManifold(Rng.derive(seed, 'heldout'), curve, config.metrics.samples).x;
-    const meta = { campaign: campaignId, seed: String(seed), channel: channel.kind };
+    // No campaign id in the metadata: the observations' digest is the dataset's identity,
+    // the same for every campaign that draws the same data.
+    const meta = { seed: String(seed), channel: channel.kind };
     const observations = await putTensors(store, campaignKey(campaignId, 'data', 'observations.safetensors'), { y, A: operators }, meta);
     const clean = await putTensors(store, campaignKey(campaignId, 'data', 'clean.safetensors'), { x: heldout, latent: x }, meta);
     const truth = await putJson(store, campaignKey(campaignId, 'data', 'curve.json'), curve);

@@ -62,7 +62,8 @@ export async function prepareImageData(input: StepInput): Promise<PreparedData> 
     Rng.derive(seed, 'heldout').permutation(nTest).subarray(0, config.data.heldout),
   );
 
-  const meta = { campaign: campaignId, seed: String(seed), dataset: config.data.kind, channel: config.channel.kind };
+  // No campaign id in the metadata: the observations' digest is the dataset's identity.
+  const meta = { seed: String(seed), dataset: config.data.kind, channel: config.channel.kind };
   const observations = await putTensors(
     store,
     campaignKey(campaignId, 'data', 'observations.safetensors'),
