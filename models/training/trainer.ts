@@ -1,25 +1,26 @@
 /**
- * Denoiser training: minimise the weighted denoising loss of method.md,
+ * Denoiser training, for every network shape (the MLP's rows, the U-Net's images): minimise
+ * the weighted denoising loss of method.md,
  *
  *     L = E_{t, x, z} [ (1/sigma(t)^2 + 1) * mean_j (D(x + sigma z, sigma, c) - x)_j^2 ],
  *
  * by Adam over minibatches drawn with replacement. Every draw of step s (batch indices,
- * t, z) comes from the stream `derive(seed, ...streamPath, s)`, so a run resumed from the
+ * t, z, the dropout seed) comes from the stream `derive(seed, ...streamPath, s)`, so a run resumed from the
  * checkpoint of step s continues with exactly the numbers an uninterrupted run would have
  * drawn: resumption changes neither weights nor digests.
  */
 import * as tf from '../tf.js';
 import { MlpNetwork, type MlpConfig, type ParamMap } from '../denoisers/mlp.js';
-import type { NDArray } from '../ndarray.js';
+import { sizeOf, type NDArray } from '../ndarray.js';
 import { Rng } from '../rng.js';
 import type { NoiseSchedule } from '../schedule.js';
 import { Adam, type AdamOptions, type OptimizerState } from './adam.js';
 import { sampleTime, type TimeDistributionName } from './time-distribution.js';
 
 export interface TrainingData {
-  /** Targets x [n, dim]. */
+  /** Targets x [n, ...]: rows [n, dim] for vectors, images [n, H, W, C]. */
   x: NDArray;
-  /** Conditioning rows [n, condDim], or null for an unconditional model. */
+  /** Conditioning [n, ...], or null for an unconditional model. */
   cond: NDArray | null;
 }
 
@@ -61,6 +62,16 @@ export class NonFiniteLossError extends Error {
   }
 }
 
+/** A network the loop can train: trainable weights and a batched D(x_t, sigma, c). */
+export interface DenoisingNetwork {
+  /** Trainable variables by parameter name (from `fromParams(..., true)`). */
+  readonly weights: Record<string, tf.Tensor>;
+  denoise(xt: tf.Tensor, sigma: tf.Tensor1D, cond: tf.Tensor | null, options: { training: boolean; seed: number }): tf.Tensor;
+  params(): ParamMap;
+  dispose(): void;
+}
+
+/** The MLP denoiser (vectors): builds the network and runs the loop. */
 export async function trainDenoiser(
   config: MlpConfig,
   data: TrainingData,
@@ -70,22 +81,48 @@ export async function trainDenoiser(
 ): Promise<TrainCheckpoint> {
   const n = data.x.shape[0];
   const { dim, condDim } = config;
-  if (data.x.shape[1] !== dim)
-    throw new RangeError(`training targets are [${data.x.shape}], the model expects dim ${dim}`);
+  if (data.x.shape[1] !== dim) throw new RangeError(`training targets are [${data.x.shape}], the model expects dim ${dim}`);
   if (condDim > 0 && (!data.cond || data.cond.shape[1] !== condDim || data.cond.shape[0] !== n)) {
     throw new RangeError(`conditioning must be [${n}, ${condDim}], got [${data.cond?.shape ?? 'none'}]`);
   }
   const network = MlpNetwork.fromParams(config, start.resume?.params ?? start.params, true);
+  try {
+    return await trainNetwork(network, { x: data.x, cond: condDim > 0 ? data.cond : null }, start.resume, options, hooks);
+  } finally {
+    network.dispose();
+  }
+}
+
+/**
+ * The training loop over any `DenoisingNetwork` (the MLP's rows, the U-Net's images: x and
+ * the conditioning may have any trailing shape). Trains `network` in place; the caller owns
+ * and disposes it.
+ */
+export async function trainNetwork(
+  network: DenoisingNetwork,
+  data: TrainingData,
+  resume: TrainCheckpoint | undefined,
+  options: TrainOptions,
+  hooks: TrainHooks = {},
+): Promise<TrainCheckpoint> {
+  const n = data.x.shape[0];
+  const xShape = data.x.shape.slice(1);
+  const dim = sizeOf(xShape);
+  const condShape = data.cond ? data.cond.shape.slice(1) : null;
+  const condDim = condShape ? sizeOf(condShape) : 0;
+  if (data.cond && data.cond.shape[0] !== n) throw new RangeError(`${data.cond.shape[0]} conditioning rows for ${n} targets`);
+  if (n === 0) throw new RangeError('no training data');
   const variables = new Map(Object.entries(network.weights) as Array<[string, tf.Variable]>);
-  const adam = new Adam(variables, options.optimizer, start.resume?.optimizer);
-  const losses = [...(start.resume?.losses ?? [])];
+  const adam = new Adam(variables, options.optimizer, resume?.optimizer);
+  const losses = [...(resume?.losses ?? [])];
   const lossEvery = hooks.lossEvery ?? 50;
   const B = options.batchSize;
   const xb = new Float32Array(B * dim);
-  const cb = condDim > 0 ? new Float32Array(B * condDim) : null;
+  const cb = condShape ? new Float32Array(B * condDim) : null;
   const sb = new Float32Array(B);
   const zb = new Float32Array(B * dim);
-  let [blockLoss, blockCount] = start.resume?.pendingLoss ?? [0, 0];
+  const broadcast = [B, ...xShape.map(() => 1)];
+  let [blockLoss, blockCount] = resume?.pendingLoss ?? [0, 0];
   try {
     for (let step = adam.step; step < options.steps; step++) {
       hooks.shouldStop?.();
@@ -97,18 +134,19 @@ export async function trainDenoiser(
         sb[b] = options.schedule.sigma(sampleTime(rng, options.timeDistribution));
       }
       rng.fillNormal(zb);
+      const dropoutSeed = rng.nextUint32();
       const lr = learningRate(options, step);
       const loss = tf.tidy(() => {
-        const x = tf.tensor2d(xb, [B, dim]);
+        const x = tf.tensor(xb, [B, ...xShape]);
         const sigma = tf.tensor1d(sb);
-        const z = tf.tensor2d(zb, [B, dim]);
-        const cond = cb ? tf.tensor2d(cb, [B, condDim]) : null;
+        const z = tf.tensor(zb, [B, ...xShape]);
+        const cond = cb && condShape ? tf.tensor(cb, [B, ...condShape]) : null;
         const weight = sigma.square().reciprocal().add(1);
         const objective = () =>
           tf.tidy(() => {
-            const xt = x.add(z.mul(sigma.reshape([-1, 1]))) as tf.Tensor2D;
-            const denoised = network.denoise(xt, sigma, cond);
-            return denoised.sub(x).square().mean(1).mul(weight).mean() as tf.Scalar;
+            const xt = x.add(z.mul(sigma.reshape(broadcast)));
+            const denoised = network.denoise(xt, sigma, cond, { training: true, seed: dropoutSeed });
+            return denoised.sub(x).square().reshape([B, dim]).mean(1).mul(weight).mean() as tf.Scalar;
           });
         const { value, grads } = tf.variableGrads(objective, [...variables.values()]);
         const lossValue = value.dataSync()[0];
@@ -140,7 +178,6 @@ export async function trainDenoiser(
     return { params: network.params(), optimizer: adam.state(), losses };
   } finally {
     adam.dispose();
-    network.dispose();
   }
 }
 
