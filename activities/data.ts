@@ -41,8 +41,18 @@ export async function prepareData(input: StepInput): Promise<PreparedData> {
     // No campaign id in the metadata: the observations' digest is the dataset's identity,
     // the same for every campaign that draws the same data.
     const meta = { seed: String(seed), channel: channel.kind };
-    const observations = await putTensors(store, campaignKey(campaignId, 'data', 'observations.safetensors'), { y, A: operators }, meta);
-    const clean = await putTensors(store, campaignKey(campaignId, 'data', 'clean.safetensors'), { x: heldout, latent: x }, meta);
+    const observations = await putTensors(
+      store,
+      campaignKey(campaignId, 'data', 'observations.safetensors'),
+      { y, A: operators },
+      meta,
+    );
+    const clean = await putTensors(
+      store,
+      campaignKey(campaignId, 'data', 'clean.safetensors'),
+      { x: heldout, latent: x },
+      meta,
+    );
     const truth = await putJson(store, campaignKey(campaignId, 'data', 'curve.json'), curve);
     return {
       observations,
@@ -69,8 +79,18 @@ export async function shardDataset(input: StepInput & { observations: ArtifactRe
     const shards: ShardPlan['shards'] = [];
     for (let start = 0, index = 0; start < n; start += size, index++) {
       const end = Math.min(n, start + size);
-      const key = campaignKey(input.campaignId, 'data', 'shards', `shard-${String(index).padStart(3, '0')}.safetensors`);
-      const ref = await putTensors(store, key, { y: sliceRows(y, start, end), A: sliceRows(A, start, end) }, { start: String(start), end: String(end) });
+      const key = campaignKey(
+        input.campaignId,
+        'data',
+        'shards',
+        `shard-${String(index).padStart(3, '0')}.safetensors`,
+      );
+      const ref = await putTensors(
+        store,
+        key,
+        { y: sliceRows(y, start, end), A: sliceRows(A, start, end) },
+        { start: String(start), end: String(end) },
+      );
       shards.push({ index, start, end, observations: ref });
     }
     return { shards, seconds: (performance.now() - started) / 1000, attempt: activityContext().attempt };

@@ -38,7 +38,11 @@ export async function manifoldMetrics(
   const subset = takeRows(x, rng.permutation(x.shape[0]).subarray(0, k));
   const distances = summarizeDistances(curveDistances(curve, x));
   return {
-    sinkhorn: round(sinkhornDivergence(subset, takeRows(reference, rng.permutation(reference.shape[0]).subarray(0, k)), { blur: config.metrics.sinkhornBlur })),
+    sinkhorn: round(
+      sinkhornDivergence(subset, takeRows(reference, rng.permutation(reference.shape[0]).subarray(0, k)), {
+        blur: config.metrics.sinkhornBlur,
+      }),
+    ),
     curve_distance_mean: round(distances.mean),
     curve_distance_median: round(distances.median),
     curve_distance_p90: round(distances.p90),
@@ -61,7 +65,14 @@ export function evaluate(input: EvaluateInput): Promise<EvaluateOutput> {
     const shards = await Promise.all(input.shards.map((shard) => loadShard(store, config, shard)));
     const y = concatRows(shards.map((s) => s.y));
     const A = concatRows(shards.map((s) => s.A));
-    const metrics = await manifoldMetrics(store, config, x, input.clean, input.truth, Rng.derive(config.seed, 'metrics', `lap-${lap}`));
+    const metrics = await manifoldMetrics(
+      store,
+      config,
+      x,
+      input.clean,
+      input.truth,
+      Rng.derive(config.seed, 'metrics', `lap-${lap}`),
+    );
     metrics.consistency = round(dataConsistency(x, y, A, config.channel.noiseStd));
     return { metrics, seconds: (performance.now() - started) / 1000, attempt: activityContext().attempt };
   });

@@ -36,8 +36,19 @@ export async function initializeGaussian(input: InitializeInput): Promise<Initia
     const samples = [];
     for (const [i, shard] of input.shards.entries()) {
       throwIfCancelled(context);
-      const x = samplePosterior(Rng.derive(config.seed, 'gaussian', `shard-${shard.index}`), shards[i].y, shards[i].A, config.channel.noiseStd, fit);
-      const key = campaignKey(campaignId, 'lap-000', 'estep', `shard-${String(shard.index).padStart(3, '0')}.safetensors`);
+      const x = samplePosterior(
+        Rng.derive(config.seed, 'gaussian', `shard-${shard.index}`),
+        shards[i].y,
+        shards[i].A,
+        config.channel.noiseStd,
+        fit,
+      );
+      const key = campaignKey(
+        campaignId,
+        'lap-000',
+        'estep',
+        `shard-${String(shard.index).padStart(3, '0')}.safetensors`,
+      );
       samples.push(await putTensors(store, key, { x }, { lap: '0', shard: String(shard.index) }));
       context.heartbeat({ shard: shard.index });
     }

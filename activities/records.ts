@@ -20,7 +20,9 @@ export function lapRecordKey(campaignId: string, lap: number): string {
 }
 
 export function recordLap(input: RecordLapInput): Promise<ArtifactRef> {
-  return asActivity(() => putJson(storeFor(input.store), lapRecordKey(input.campaignId, input.record.lap), input.record));
+  return asActivity(() =>
+    putJson(storeFor(input.store), lapRecordKey(input.campaignId, input.record.lap), input.record),
+  );
 }
 
 export function finishCampaign(input: FinishInput): Promise<ArtifactRef> {
@@ -40,13 +42,25 @@ export function renderFigures(input: FigureInput): Promise<FigureOutput> {
     for (let i = 0; i < grid; i++) line.data.set(curvePoint(curve, i / (grid - 1)), i * config.data.dim);
     const rows = [];
     for (const lap of input.laps) {
-      const label = lap.lap === 0 ? 'lap 0 (Gaussian initialisation)' : lap.lap > config.em.laps ? `after lap ${config.em.laps} (final E-step)` : `lap ${lap.lap}`;
+      const label =
+        lap.lap === 0
+          ? 'lap 0 (Gaussian initialisation)'
+          : lap.lap > config.em.laps
+            ? `after lap ${config.em.laps} (final E-step)`
+            : `lap ${lap.lap}`;
       rows.push({ label, points: await loadSamples(store, config, lap.samples) });
     }
     if (input.prior) {
-      rows.push({ label: 'final prior samples', points: tensorOf((await getTensors(store, input.prior)).tensors, 'x', input.prior.key, [config.data.dim]) });
+      rows.push({
+        label: 'final prior samples',
+        points: tensorOf((await getTensors(store, input.prior)).tensors, 'x', input.prior.key, [config.data.dim]),
+      });
     }
-    const png = await scatterPng({ title: `${campaignId}: ${config.method} reconstructions vs the true curve (red)`, curve: line, rows });
+    const png = await scatterPng({
+      title: `${campaignId}: ${config.method} reconstructions vs the true curve (red)`,
+      curve: line,
+      rows,
+    });
     const figure = await store.put(campaignKey(campaignId, 'figures', 'reconstructions.png'), png);
     return { figures: [figure], seconds: (performance.now() - started) / 1000, attempt: activityContext().attempt };
   });

@@ -14,7 +14,13 @@ import { heunSample } from '../models/samplers/heun.js';
 import { logLinearSchedule } from '../models/schedule.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import { lapName } from '../workflows/campaign.js';
-import type { ArtifactRef, PosteriorSampleInput, PosteriorSampleOutput, SamplePriorInput, SamplePriorOutput } from '../workflows/types.js';
+import type {
+  ArtifactRef,
+  PosteriorSampleInput,
+  PosteriorSampleOutput,
+  SamplePriorInput,
+  SamplePriorOutput,
+} from '../workflows/types.js';
 import { activityContext, throwIfCancelled, type ActivityContext } from './context.js';
 import { channelOf } from './data.js';
 import { asActivity, BadInputError } from './errors.js';
@@ -27,7 +33,12 @@ import { mmpsPosteriorSample } from './mmps.js';
 import { isImageConfig } from '../workflows/config.js';
 import { posteriorSampleImage, samplePriorImage } from './images/sample.js';
 
-export async function openDenoiser(store: ArtifactStore, config: CampaignConfig, model: ArtifactRef, conditional: boolean): Promise<Denoiser> {
+export async function openDenoiser(
+  store: ArtifactStore,
+  config: CampaignConfig,
+  model: ArtifactRef,
+  conditional: boolean,
+): Promise<Denoiser> {
   const network = networkConfig(config, conditional);
   return OnnxDenoiser.create(await store.getVerified(model), {
     dim: network.dim,
@@ -62,20 +73,47 @@ export function posteriorSample(input: PosteriorSampleInput): Promise<PosteriorS
       const denoiser = await openDenoiser(store, config, input.model, true);
       try {
         const cond = conditioning(channelOf(config), y, A);
-        x = await ancestralSample(denoiser, { steps: config.estep.steps, schedule, rng, cond, onStep: stepReporter(context, 'step') });
+        x = await ancestralSample(denoiser, {
+          steps: config.estep.steps,
+          schedule,
+          rng,
+          cond,
+          onStep: stepReporter(context, 'step'),
+        });
       } finally {
         await denoiser.dispose?.();
       }
     } else {
       if (!input.weights) {
-        throw new BadInputError('InvalidConfig', `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`);
+        throw new BadInputError(
+          'InvalidConfig',
+          `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`,
+        );
       }
-      const result = await mmpsPosteriorSample({ store, config, weights: input.weights, y, A, rng, onStep: stepReporter(context, 'step') });
+      const result = await mmpsPosteriorSample({
+        store,
+        config,
+        weights: input.weights,
+        y,
+        A,
+        rng,
+        onStep: stepReporter(context, 'step'),
+      });
       x = result.x;
       passes = result.passes;
     }
-    const key = campaignKey(campaignId, lap > config.em.laps ? 'final' : lapName(lap), 'estep', `shard-${String(shard.index).padStart(3, '0')}.safetensors`);
-    const samples = await putTensors(store, key, { x }, { lap: String(lap), shard: String(shard.index), method: config.method });
+    const key = campaignKey(
+      campaignId,
+      lap > config.em.laps ? 'final' : lapName(lap),
+      'estep',
+      `shard-${String(shard.index).padStart(3, '0')}.safetensors`,
+    );
+    const samples = await putTensors(
+      store,
+      key,
+      { x },
+      { lap: String(lap), shard: String(shard.index), method: config.method },
+    );
     return {
       samples,
       evaluations: rows * passes,
@@ -107,8 +145,20 @@ export function samplePrior(input: SamplePriorInput): Promise<SamplePriorOutput>
     } finally {
       await denoiser.dispose?.();
     }
-    const samples = await putTensors(store, campaignKey(campaignId, 'final', 'prior', 'samples.safetensors'), { x }, { sampler: 'heun' });
-    const metrics = await manifoldMetrics(store, config, x, input.clean, input.truth, Rng.derive(config.seed, 'metrics', 'prior'));
+    const samples = await putTensors(
+      store,
+      campaignKey(campaignId, 'final', 'prior', 'samples.safetensors'),
+      { x },
+      { sampler: 'heun' },
+    );
+    const metrics = await manifoldMetrics(
+      store,
+      config,
+      x,
+      input.clean,
+      input.truth,
+      Rng.derive(config.seed, 'metrics', 'prior'),
+    );
     return { samples, metrics, seconds: (performance.now() - started) / 1000, attempt: context.attempt };
   });
 }

@@ -22,13 +22,20 @@ export async function loadShard(store: ArtifactStore, config: CampaignConfig, sh
   const A = tensorOf(tensors, 'A', source, [channel.obsDim, channel.dim]);
   const rows = shard.end - shard.start;
   if (y.shape[0] !== rows || A.shape[0] !== rows) {
-    throw new BadInputError('ShapeMismatch', `${source}: holds ${y.shape[0]} observations, the shard plan says ${rows}`);
+    throw new BadInputError(
+      'ShapeMismatch',
+      `${source}: holds ${y.shape[0]} observations, the shard plan says ${rows}`,
+    );
   }
   return { y, A };
 }
 
 /** All reconstructions of a lap, concatenated in shard order ([n, d]; images: [n, H, W, C]). */
-export async function loadSamples(store: ArtifactStore, campaign: CampaignConfig, refs: ArtifactRef[]): Promise<NDArray> {
+export async function loadSamples(
+  store: ArtifactStore,
+  campaign: CampaignConfig,
+  refs: ArtifactRef[],
+): Promise<NDArray> {
   if (isImageConfig(campaign)) return loadImageSamples(store, campaign, refs);
   const config = vectorConfig(campaign);
   const parts = await Promise.all(

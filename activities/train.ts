@@ -46,7 +46,8 @@ export function mStepIsConditional(config: CampaignConfig): boolean {
 }
 
 export function trainConditional(input: TrainInput): Promise<TrainOutput> {
-  if (isImageConfig(input.config)) return asActivity(() => trainImageDenoiser(input, 'train', mStepIsConditional(input.config)));
+  if (isImageConfig(input.config))
+    return asActivity(() => trainImageDenoiser(input, 'train', mStepIsConditional(input.config)));
   return asActivity(() => train(input, 'train', mStepIsConditional(input.config)));
 }
 
@@ -79,10 +80,21 @@ async function train(input: TrainInput, role: 'train' | 'prior', conditional: bo
   }
 
   const training = config.training;
-  const steps = role === 'prior' ? config.prior.steps : lap === 0 ? (training.firstSteps ?? training.steps) : training.steps;
+  const steps =
+    role === 'prior' ? config.prior.steps : lap === 0 ? (training.firstSteps ?? training.steps) : training.steps;
   // A checkpoint is only resumed by the very job that wrote it.
   const jobDigest = sha256Hex(
-    new TextEncoder().encode(JSON.stringify({ role, lap, steps, training, network, init: input.init?.sha256 ?? null, samples: input.samples.map((s) => s.sha256) })),
+    new TextEncoder().encode(
+      JSON.stringify({
+        role,
+        lap,
+        steps,
+        training,
+        network,
+        init: input.init?.sha256 ?? null,
+        samples: input.samples.map((s) => s.sha256),
+      }),
+    ),
   );
   const checkpointKey = campaignKey(campaignId, ...dir, 'checkpoint.safetensors');
   const details = context.heartbeatDetails as Partial<CheckpointDetails> | undefined;
@@ -98,7 +110,14 @@ async function train(input: TrainInput, role: 'train' | 'prior', conditional: bo
       options: {
         steps,
         batchSize: training.batchSize,
-        optimizer: { lr: training.lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clip: training.clip, emaDecay: training.emaDecay },
+        optimizer: {
+          lr: training.lr,
+          beta1: 0.9,
+          beta2: 0.999,
+          epsilon: 1e-8,
+          clip: training.clip,
+          emaDecay: training.emaDecay,
+        },
         lrSchedule: training.lrSchedule,
         timeDistribution: training.timeDistribution,
         seed: config.seed,
@@ -144,7 +163,12 @@ function recorrupt(config: CampaignConfig, lap: number, x: NDArray): NDArray {
 
 const GROUPS = ['params', 'm', 'v', 'ema'] as const;
 
-export async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: string, state: TrainCheckpoint, jobDigest: string): Promise<void> {
+export async function saveCheckpoint(
+  store: ReturnType<typeof storeFor>,
+  key: string,
+  state: TrainCheckpoint,
+  jobDigest: string,
+): Promise<void> {
   const tensors: Record<string, NDArray> = {};
   const groups: Record<(typeof GROUPS)[number], ParamMap | null> = {
     params: state.params,
@@ -152,7 +176,8 @@ export async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: st
     v: state.optimizer.v,
     ema: state.optimizer.ema,
   };
-  for (const group of GROUPS) for (const [name, t] of Object.entries(groups[group] ?? {})) tensors[`${group}/${name}`] = t;
+  for (const group of GROUPS)
+    for (const [name, t] of Object.entries(groups[group] ?? {})) tensors[`${group}/${name}`] = t;
   await putTensors(store, key, tensors, {
     step: String(state.optimizer.step),
     losses: JSON.stringify(state.losses),
@@ -161,7 +186,11 @@ export async function saveCheckpoint(store: ReturnType<typeof storeFor>, key: st
   });
 }
 
-export async function loadCheckpoint(store: ReturnType<typeof storeFor>, key: string, jobDigest: string): Promise<TrainCheckpoint | null> {
+export async function loadCheckpoint(
+  store: ReturnType<typeof storeFor>,
+  key: string,
+  jobDigest: string,
+): Promise<TrainCheckpoint | null> {
   const head = await store.head(key);
   if (!head) return null;
   const { tensors, metadata } = await getTensors(store, head);
@@ -174,7 +203,8 @@ export async function loadCheckpoint(store: ReturnType<typeof storeFor>, key: st
     group[name.slice(slash + 1)] = t;
   }
   const step = Number(metadata.step);
-  if (!Number.isInteger(step) || step < 0) throw new BadInputError('ShapeMismatch', `${key}: bad step '${metadata.step}' in checkpoint`);
+  if (!Number.isInteger(step) || step < 0)
+    throw new BadInputError('ShapeMismatch', `${key}: bad step '${metadata.step}' in checkpoint`);
   return {
     params: groups.params,
     optimizer: { step, m: groups.m, v: groups.v, ema: Object.keys(groups.ema).length ? groups.ema : null },

@@ -21,17 +21,32 @@ import { parseCampaignConfig } from '../workflows/config.js';
 import type { CampaignActivities, RecordLapInput } from '../workflows/types.js';
 
 const dir = await mkdtemp(path.join(tmpdir(), 'diffem-engine-bench-'));
-const config = parseCampaignConfig(parse(await readFile(new URL('../../examples/manifold-tiny.yaml', import.meta.url), 'utf8')), 'manifold-tiny.yaml');
+const config = parseCampaignConfig(
+  parse(await readFile(new URL('../../examples/manifold-tiny.yaml', import.meta.url), 'utf8')),
+  'manifold-tiny.yaml',
+);
 
 async function synthetic(): Promise<{ fresh_ms: number; replay_ms: number }> {
   const store = storeFor(path.join(dir, 'synthetic'));
-  const noop = { recordLap: async () => ({ key: 'x', sha256: '0'.repeat(64), bytes: 0 }) } as unknown as CampaignActivities;
+  const noop = {
+    recordLap: async () => ({ key: 'x', sha256: '0'.repeat(64), bytes: 0 }),
+  } as unknown as CampaignActivities;
   const options = { progress: silentProgress, maxAttempts: 1, retryDelayMs: 0 };
   const input: RecordLapInput = {
     store: store.uri,
     campaignId: 'bench',
     config,
-    record: { lap: 0, metrics: {}, artifacts: [], seconds: 0, seeds: {}, steps: [], attempts: 1, failures: 0, evaluations: 0 },
+    record: {
+      lap: 0,
+      metrics: {},
+      artifacts: [],
+      seconds: 0,
+      seeds: {},
+      steps: [],
+      attempts: 1,
+      failures: 0,
+      evaluations: 0,
+    },
   };
   const n = 200;
   const time = async () => {
@@ -43,7 +58,12 @@ async function synthetic(): Promise<{ fresh_ms: number; replay_ms: number }> {
   return { fresh_ms: Number((await time()).toFixed(3)), replay_ms: Number((await time()).toFixed(3)) };
 }
 
-async function real(): Promise<{ steps: number; overhead_ms_median: number; compute_ms_median: number; overhead_fraction: number }> {
+async function real(): Promise<{
+  steps: number;
+  overhead_ms_median: number;
+  compute_ms_median: number;
+  overhead_fraction: number;
+}> {
   const uri = path.join(dir, 'real');
   await runLocalCampaign({ store: uri, campaignId: 'tiny', config });
   const steps = await listSteps(storeFor(uri), 'tiny');
@@ -66,5 +86,12 @@ async function real(): Promise<{ steps: number; overhead_ms_median: number; comp
   };
 }
 
-console.log(JSON.stringify({ engine: 'embedded', store: 'filesystem', synthetic: await synthetic(), tiny_campaign: await real() }));
+console.log(
+  JSON.stringify({
+    engine: 'embedded',
+    store: 'filesystem',
+    synthetic: await synthetic(),
+    tiny_campaign: await real(),
+  }),
+);
 await rm(dir, { recursive: true, force: true });

@@ -93,7 +93,9 @@ let t = performance.now();
 await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps });
 let seconds = (performance.now() - t) / 1000;
 const ourTrain = (steps * batch) / seconds;
-console.log(`train: ${ourTrain.toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`);
+console.log(
+  `train: ${ourTrain.toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`,
+);
 
 const denoiser = new TfjsUnetDenoiser(UnetNetwork.fromParams(config, params, false), 128);
 const sigma = new Float32Array(n).fill(1);
@@ -130,23 +132,35 @@ if (values.torch !== 'false') {
   const script = fileURLToPath(new URL('../../bench/unet-torch.py', import.meta.url));
   const args = [
     script,
-    '--batch', String(batch),
-    '--steps', String(steps),
-    '--levels', config.levels.join(','),
-    '--blocks', String(config.blocksPerLevel),
-    '--attention', config.attentionLevels.join(','),
-    '--groups', String(config.groups),
-    '--embed', String(config.embedDim),
-    '--dropout', String(config.dropout),
+    '--batch',
+    String(batch),
+    '--steps',
+    String(steps),
+    '--levels',
+    config.levels.join(','),
+    '--blocks',
+    String(config.blocksPerLevel),
+    '--attention',
+    config.attentionLevels.join(','),
+    '--groups',
+    String(config.groups),
+    '--embed',
+    String(config.embedDim),
+    '--dropout',
+    String(config.dropout),
   ];
   const torch = spawnSync('/usr/bin/python3', args, { encoding: 'utf8' });
   if (torch.status !== 0) {
-    console.log(`PyTorch reference unavailable: ${(torch.stderr || torch.error?.message || '').trim().split('\n').pop()}`);
+    console.log(
+      `PyTorch reference unavailable: ${(torch.stderr || torch.error?.message || '').trim().split('\n').pop()}`,
+    );
   } else {
     const ref = JSON.parse(torch.stdout.trim().split('\n').pop() ?? '{}') as TorchFigures;
     const row = (name: string, train: number, forward: number) =>
       `${name.padEnd(44)}${train.toFixed(1).padStart(14)}${forward.toFixed(1).padStart(16)}`;
-    console.log(`\nU-Net at 28x28, levels [${config.levels}] x${config.blocksPerLevel}, attention [${config.attentionLevels}], batch ${batch}`);
+    console.log(
+      `\nU-Net at 28x28, levels [${config.levels}] x${config.blocksPerLevel}, attention [${config.attentionLevels}], batch ${batch}`,
+    );
     console.log(`${''.padEnd(44)}${'train img/s'.padStart(14)}${'E-step img/s'.padStart(16)}`);
     console.log(row(`diffem (tfjs ${info.backend} / ORT CPU)`, ourTrain, ourForward));
     console.log(row(`${ref.runtime}`, ref.train_images_per_s, ref.forward_images_per_s));

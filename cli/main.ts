@@ -155,7 +155,9 @@ async function main(argv: string[]): Promise<void> {
       const store = needStore();
       const manifest = await requireCampaign(storeFor(store), campaignId);
       if (manifest.engine === 'temporal') {
-        throw new UsageError(`campaign '${campaignId}' runs on Temporal, which resumes it by itself; to continue a paused one: diffem unpause ${campaignId}`);
+        throw new UsageError(
+          `campaign '${campaignId}' runs on Temporal, which resumes it by itself; to continue a paused one: diffem unpause ${campaignId}`,
+        );
       }
       return runLocal(store, campaignId, manifest.config);
     }
@@ -212,5 +214,6 @@ main(process.argv.slice(2)).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`diffem: ${message}\n`);
   if (error instanceof UsageError) process.stderr.write(`\n${USAGE}\n`);
-  process.exitCode = error instanceof UsageError || (error instanceof Error && error.name === 'TemporalUsageError') ? 2 : 1;
+  process.exitCode =
+    error instanceof UsageError || (error instanceof Error && error.name === 'TemporalUsageError') ? 2 : 1;
 });

@@ -139,13 +139,18 @@ test('the same id with a different config is refused', async () => {
 
 test('device cuda without the CUDA builds fails at once, saying what to install, and nothing is marked done', async () => {
   const cuda = path.join(dir, 'cuda.yaml');
-  await writeFile(cuda, (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')) + 'runtime: { device: cuda }\n');
+  await writeFile(
+    cuda,
+    (await readFile(path.join(REPO, 'examples/manifold-tiny.yaml'), 'utf8')) + 'runtime: { device: cuda }\n',
+  );
   const store = path.join(dir, 'cuda');
   const result = await runCli(['run', cuda, '--store', store, '--id', 'gpu']);
   assert.equal(result.code, 1);
   assert.match(result.stderr, /npm i @tensorflow\/tfjs-node-gpu/);
   assert.match(result.stderr, /failed after 1 attempt/, 'a missing device is not retried');
-  const step = JSON.parse(await readFile(path.join(store, 'campaigns/gpu/steps/lap-000/train.json'), 'utf8')) as { status: string };
+  const step = JSON.parse(await readFile(path.join(store, 'campaigns/gpu/steps/lap-000/train.json'), 'utf8')) as {
+    status: string;
+  };
   assert.equal(step.status, 'failed');
   const status = await runCli(['status', 'gpu', '--store', store]);
   assert.match(status.stdout, /campaign gpu: failed/);

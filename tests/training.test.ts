@@ -6,7 +6,12 @@ import { ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { logLinearSchedule } from '../models/schedule.js';
 import { sampleTime } from '../models/training/time-distribution.js';
-import { NonFiniteLossError, trainDenoiser, type TrainCheckpoint, type TrainOptions } from '../models/training/trainer.js';
+import {
+  NonFiniteLossError,
+  trainDenoiser,
+  type TrainCheckpoint,
+  type TrainOptions,
+} from '../models/training/trainer.js';
 
 const network: MlpConfig = { dim: 3, condDim: 2, hidden: [32, 32], embedDim: 8 };
 
@@ -57,7 +62,13 @@ test('Beta-mixture times put mass at both ends; Beta(3,3) in the middle', () => 
 });
 
 test('training lowers the denoising loss', async () => {
-  const state = await trainDenoiser(network, data(), { params: initMlpParams(network, Rng.derive(5, 'init')) }, options(200), { lossEvery: 20 });
+  const state = await trainDenoiser(
+    network,
+    data(),
+    { params: initMlpParams(network, Rng.derive(5, 'init')) },
+    options(200),
+    { lossEvery: 20 },
+  );
   assert.equal(state.optimizer.step, 200);
   assert.equal(state.losses.length, 10);
   assert.ok(state.losses[9] < 0.7 * state.losses[0], `losses ${state.losses.map((l) => l.toFixed(3))}`);
@@ -97,5 +108,8 @@ test('a diverging run stops with a NonFiniteLoss error', async () => {
 
 test('mismatched data shapes are refused before training', async () => {
   const wrong = { x: ndarray([10, 4]), cond: ndarray([10, 2]) };
-  await assert.rejects(trainDenoiser(network, wrong, { params: initMlpParams(network, Rng.derive(5, 'init')) }, options(1)), /dim 3/);
+  await assert.rejects(
+    trainDenoiser(network, wrong, { params: initMlpParams(network, Rng.derive(5, 'init')) }, options(1)),
+    /dim 3/,
+  );
 });

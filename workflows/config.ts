@@ -145,10 +145,20 @@ const unetModelConfig = z
   .superRefine((m, ctx) => {
     if (m.embedDim % 2 !== 0) ctx.addIssue({ code: 'custom', path: ['embedDim'], message: 'embedDim must be even' });
     m.levels.forEach((c, i) => {
-      if (c % m.groups !== 0) ctx.addIssue({ code: 'custom', path: ['levels', i], message: `${m.groups} groups do not divide ${c} channels` });
+      if (c % m.groups !== 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['levels', i],
+          message: `${m.groups} groups do not divide ${c} channels`,
+        });
     });
     m.attentionLevels.forEach((l, i) => {
-      if (l >= m.levels.length) ctx.addIssue({ code: 'custom', path: ['attentionLevels', i], message: `level ${l} does not exist (${m.levels.length} levels)` });
+      if (l >= m.levels.length)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['attentionLevels', i],
+          message: `level ${l} does not exist (${m.levels.length} levels)`,
+        });
     });
   });
 
@@ -179,114 +189,155 @@ const trainingConfig = z.strictObject({
   checkpointEvery: positiveInt.default(250),
 });
 
-export const campaignConfigSchema = z.strictObject({
-  /** Root of every random draw of the campaign. */
-  seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  method: z.enum(['diffem', 'emmps']).default('diffem'),
-  data: z.discriminatedUnion('kind', [manifoldData, mnistLikeData('mnist'), mnistLikeData('fashion-mnist'), cifar10Data, folderData]),
-  channel: z.discriminatedUnion('kind', [projectionChannelConfig, maskChannelConfig, pixelMaskChannelConfig, blurChannelConfig]),
-  schedule: z
-    .strictObject({ sigmaMin: z.number().positive().default(1e-3), sigmaMax: z.number().positive().default(10) })
-    .refine((s) => s.sigmaMax > s.sigmaMin, { message: 'sigmaMax must exceed sigmaMin', path: ['sigmaMax'] })
-    .default({ sigmaMin: 1e-3, sigmaMax: 10 }),
-  /** `kind` defaults to 'mlp', so the manifold configs written before the U-Net parse unchanged. */
-  model: z
-    .preprocess(
-      (m) => (m && typeof m === 'object' && !Array.isArray(m) && !('kind' in m) ? { kind: 'mlp', ...m } : m),
-      z.discriminatedUnion('kind', [mlpModelConfig, unetModelConfig]),
-    )
-    .default(MODEL_DEFAULT),
-  em: z
-    .strictObject({
-      /** DiffEM laps after lap 0. */
-      laps: z.number().int().nonnegative().default(8),
-      gaussianIterations: positiveInt.default(32),
-      /** Images only: rank of the lap-0 Gaussian's covariance factor. */
-      gaussianRank: positiveInt.default(32),
-      shardSize: positiveInt.default(4096),
-      /** Shards sampled at once. */
-      concurrency: positiveInt.default(2),
-    })
-    .default({ laps: 8, gaussianIterations: 32, gaussianRank: 32, shardSize: 4096, concurrency: 2 }),
-  estep: z
-    .strictObject({ steps: positiveInt.default(64), mmpsCgIterations: positiveInt.default(3) })
-    .default({ steps: 64, mmpsCgIterations: 3 }),
-  training: trainingConfig.default(trainingConfig.parse({})),
-  prior: z
-    .strictObject({
-      steps: positiveInt.default(2000),
-      samples: positiveInt.default(4096),
-      samplerSteps: positiveInt.default(64),
-    })
-    .default({ steps: 2000, samples: 4096, samplerSteps: 64 }),
-  metrics: z
-    .strictObject({
-      /** Points per cloud in the Sinkhorn divergence. */
-      samples: positiveInt.default(1024),
-      sinkhornBlur: z.number().positive().default(0.05),
-      /** Distance under which a curve point counts as covered. */
-      coverageRadius: z.number().positive().default(0.1),
-      /** Images only: the Frechet distance's feature extractor. */
-      fid: fidConfig.default(fidConfig.parse({})),
-    })
-    .default({ samples: 1024, sinkhornBlur: 0.05, coverageRadius: 0.1, fid: fidConfig.parse({}) }),
-  runtime: z
-    .strictObject({
-      device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
-      /** Threads of ONNX Runtime per sampling activity (0: all cores). */
-      threads: z.number().int().nonnegative().default(0),
-      /** Rows per ONNX Runtime run (default: 4096 for vectors, 128 for images). */
-      batchSize: positiveInt.optional(),
-    })
-    .default({ device: 'auto', threads: 0 }),
-}).superRefine((config, ctx) => {
-  // Cross-field checks: each names the field to change.
-  const imageData = isImageDataKind(config.data.kind);
-  const imageChannel = (IMAGE_CHANNEL_KINDS as readonly string[]).includes(config.channel.kind);
-  if (imageData && !imageChannel) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['channel', 'kind'],
-      message: `image data (${config.data.kind}) needs an image channel (${IMAGE_CHANNEL_KINDS.join(' | ')}), got '${config.channel.kind}'`,
-    });
-  }
-  if (!imageData && imageChannel) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['channel', 'kind'],
-      message: `'${config.channel.kind}' corrupts images; vector data (${config.data.kind}) takes 'projection' or 'mask'`,
-    });
-  }
-  if (imageData && config.model.kind !== 'unet') {
-    ctx.addIssue({ code: 'custom', path: ['model', 'kind'], message: `image data (${config.data.kind}) needs model kind 'unet', got '${config.model.kind}'` });
-  }
-  if (!imageData && config.model.kind !== 'mlp') {
-    ctx.addIssue({ code: 'custom', path: ['model', 'kind'], message: `vector data (${config.data.kind}) needs model kind 'mlp', got '${config.model.kind}'` });
-  }
-  if (imageData && config.method !== 'diffem') {
-    ctx.addIssue({ code: 'custom', path: ['method'], message: `image campaigns run method 'diffem' (EM-MMPS is implemented for vectors only)` });
-  }
-  if (config.data.kind === 'folder' && config.model.kind === 'unet') {
-    const levels = config.model.levels.length;
-    if (Math.min(config.data.height, config.data.width) < 2 ** (levels - 1)) {
-      ctx.addIssue({ code: 'custom', path: ['model', 'levels'], message: `${levels} levels halve a ${config.data.height}x${config.data.width} image too often` });
+export const campaignConfigSchema = z
+  .strictObject({
+    /** Root of every random draw of the campaign. */
+    seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    method: z.enum(['diffem', 'emmps']).default('diffem'),
+    data: z.discriminatedUnion('kind', [
+      manifoldData,
+      mnistLikeData('mnist'),
+      mnistLikeData('fashion-mnist'),
+      cifar10Data,
+      folderData,
+    ]),
+    channel: z.discriminatedUnion('kind', [
+      projectionChannelConfig,
+      maskChannelConfig,
+      pixelMaskChannelConfig,
+      blurChannelConfig,
+    ]),
+    schedule: z
+      .strictObject({ sigmaMin: z.number().positive().default(1e-3), sigmaMax: z.number().positive().default(10) })
+      .refine((s) => s.sigmaMax > s.sigmaMin, { message: 'sigmaMax must exceed sigmaMin', path: ['sigmaMax'] })
+      .default({ sigmaMin: 1e-3, sigmaMax: 10 }),
+    /** `kind` defaults to 'mlp', so the manifold configs written before the U-Net parse unchanged. */
+    model: z
+      .preprocess(
+        (m) => (m && typeof m === 'object' && !Array.isArray(m) && !('kind' in m) ? { kind: 'mlp', ...m } : m),
+        z.discriminatedUnion('kind', [mlpModelConfig, unetModelConfig]),
+      )
+      .default(MODEL_DEFAULT),
+    em: z
+      .strictObject({
+        /** DiffEM laps after lap 0. */
+        laps: z.number().int().nonnegative().default(8),
+        gaussianIterations: positiveInt.default(32),
+        /** Images only: rank of the lap-0 Gaussian's covariance factor. */
+        gaussianRank: positiveInt.default(32),
+        shardSize: positiveInt.default(4096),
+        /** Shards sampled at once. */
+        concurrency: positiveInt.default(2),
+      })
+      .default({ laps: 8, gaussianIterations: 32, gaussianRank: 32, shardSize: 4096, concurrency: 2 }),
+    estep: z
+      .strictObject({ steps: positiveInt.default(64), mmpsCgIterations: positiveInt.default(3) })
+      .default({ steps: 64, mmpsCgIterations: 3 }),
+    training: trainingConfig.default(trainingConfig.parse({})),
+    prior: z
+      .strictObject({
+        steps: positiveInt.default(2000),
+        samples: positiveInt.default(4096),
+        samplerSteps: positiveInt.default(64),
+      })
+      .default({ steps: 2000, samples: 4096, samplerSteps: 64 }),
+    metrics: z
+      .strictObject({
+        /** Points per cloud in the Sinkhorn divergence. */
+        samples: positiveInt.default(1024),
+        sinkhornBlur: z.number().positive().default(0.05),
+        /** Distance under which a curve point counts as covered. */
+        coverageRadius: z.number().positive().default(0.1),
+        /** Images only: the Frechet distance's feature extractor. */
+        fid: fidConfig.default(fidConfig.parse({})),
+      })
+      .default({ samples: 1024, sinkhornBlur: 0.05, coverageRadius: 0.1, fid: fidConfig.parse({}) }),
+    runtime: z
+      .strictObject({
+        device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+        /** Threads of ONNX Runtime per sampling activity (0: all cores). */
+        threads: z.number().int().nonnegative().default(0),
+        /** Rows per ONNX Runtime run (default: 4096 for vectors, 128 for images). */
+        batchSize: positiveInt.optional(),
+      })
+      .default({ device: 'auto', threads: 0 }),
+  })
+  .superRefine((config, ctx) => {
+    // Cross-field checks: each names the field to change.
+    const imageData = isImageDataKind(config.data.kind);
+    const imageChannel = (IMAGE_CHANNEL_KINDS as readonly string[]).includes(config.channel.kind);
+    if (imageData && !imageChannel) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['channel', 'kind'],
+        message: `image data (${config.data.kind}) needs an image channel (${IMAGE_CHANNEL_KINDS.join(' | ')}), got '${config.channel.kind}'`,
+      });
     }
-  }
-  const fid = config.metrics.fid;
-  if (imageData && fid.features === 'mnist-classifier' && config.data.kind === 'folder') {
-    ctx.addIssue({ code: 'custom', path: ['metrics', 'fid', 'features'], message: "'mnist-classifier' trains on labels, and a folder has none: use 'inception' or 'none'" });
-  }
-  if (fid.features === 'inception' && !fid.inceptionOnnx) {
-    ctx.addIssue({ code: 'custom', path: ['metrics', 'fid', 'inceptionOnnx'], message: "features 'inception' needs the path of an Inception-v3 ONNX file" });
-  }
-  if (config.channel.kind === 'blur' && config.data.kind !== 'manifold') {
-    const radius = (config.channel.kernelSize - 1) / 2;
-    const side = Math.min(config.data.height, config.data.width);
-    if (config.channel.padding === 'reflect' && radius > side - 1) {
-      ctx.addIssue({ code: 'custom', path: ['channel', 'kernelSize'], message: `reflect padding needs kernel radius ${radius} < image side ${side}` });
+    if (!imageData && imageChannel) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['channel', 'kind'],
+        message: `'${config.channel.kind}' corrupts images; vector data (${config.data.kind}) takes 'projection' or 'mask'`,
+      });
     }
-  }
-});
+    if (imageData && config.model.kind !== 'unet') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'kind'],
+        message: `image data (${config.data.kind}) needs model kind 'unet', got '${config.model.kind}'`,
+      });
+    }
+    if (!imageData && config.model.kind !== 'mlp') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'kind'],
+        message: `vector data (${config.data.kind}) needs model kind 'mlp', got '${config.model.kind}'`,
+      });
+    }
+    if (imageData && config.method !== 'diffem') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['method'],
+        message: `image campaigns run method 'diffem' (EM-MMPS is implemented for vectors only)`,
+      });
+    }
+    if (config.data.kind === 'folder' && config.model.kind === 'unet') {
+      const levels = config.model.levels.length;
+      if (Math.min(config.data.height, config.data.width) < 2 ** (levels - 1)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['model', 'levels'],
+          message: `${levels} levels halve a ${config.data.height}x${config.data.width} image too often`,
+        });
+      }
+    }
+    const fid = config.metrics.fid;
+    if (imageData && fid.features === 'mnist-classifier' && config.data.kind === 'folder') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metrics', 'fid', 'features'],
+        message: "'mnist-classifier' trains on labels, and a folder has none: use 'inception' or 'none'",
+      });
+    }
+    if (fid.features === 'inception' && !fid.inceptionOnnx) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metrics', 'fid', 'inceptionOnnx'],
+        message: "features 'inception' needs the path of an Inception-v3 ONNX file",
+      });
+    }
+    if (config.channel.kind === 'blur' && config.data.kind !== 'manifold') {
+      const radius = (config.channel.kernelSize - 1) / 2;
+      const side = Math.min(config.data.height, config.data.width);
+      if (config.channel.padding === 'reflect' && radius > side - 1) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['channel', 'kernelSize'],
+          message: `reflect padding needs kernel radius ${radius} < image side ${side}`,
+        });
+      }
+    }
+  });
 
 export type ImageDataKind = (typeof IMAGE_DATA_KINDS)[number];
 
@@ -305,7 +356,11 @@ export type UnetModelConfig = Extract<ModelConfig, { kind: 'unet' }>;
 export type MlpModelConfig = Extract<ModelConfig, { kind: 'mlp' }>;
 
 /** A config the cross-field checks let through with image data: image channel, U-Net. */
-export type ImageCampaignConfig = CampaignConfig & { data: ImageDataConfig; channel: ImageChannelSettings; model: UnetModelConfig };
+export type ImageCampaignConfig = CampaignConfig & {
+  data: ImageDataConfig;
+  channel: ImageChannelSettings;
+  model: UnetModelConfig;
+};
 /** A config with vector (manifold) data: vector channel, MLP. */
 export type VectorCampaignConfig = CampaignConfig & {
   data: Extract<DataConfig, { kind: 'manifold' }>;
@@ -314,15 +369,26 @@ export type VectorCampaignConfig = CampaignConfig & {
 };
 
 export function isImageConfig(config: CampaignConfig): config is ImageCampaignConfig {
-  return isImageDataKind(config.data.kind) && (config.channel.kind === 'pixel-mask' || config.channel.kind === 'blur') && config.model.kind === 'unet';
+  return (
+    isImageDataKind(config.data.kind) &&
+    (config.channel.kind === 'pixel-mask' || config.channel.kind === 'blur') &&
+    config.model.kind === 'unet'
+  );
 }
 
 /** Narrows to the vector path; a config that passed validation and is not an image one always is. */
 export function vectorConfig(config: CampaignConfig): VectorCampaignConfig {
-  if (config.data.kind === 'manifold' && (config.channel.kind === 'projection' || config.channel.kind === 'mask') && config.model.kind === 'mlp') {
+  if (
+    config.data.kind === 'manifold' &&
+    (config.channel.kind === 'projection' || config.channel.kind === 'mask') &&
+    config.model.kind === 'mlp'
+  ) {
     return config as VectorCampaignConfig;
   }
-  throw new ConfigError(`expected a vector campaign, got data '${config.data.kind}', channel '${config.channel.kind}', model '${config.model.kind}'`, []);
+  throw new ConfigError(
+    `expected a vector campaign, got data '${config.data.kind}', channel '${config.channel.kind}', model '${config.model.kind}'`,
+    [],
+  );
 }
 
 export class ConfigError extends Error {
@@ -341,7 +407,10 @@ export function parseCampaignConfig(document: unknown, source = 'config'): Campa
   if (result.success) return result.data;
   const issues = result.error.issues.map((issue) => {
     const path = issue.path.length ? issue.path.join('.') : '(root)';
-    const keys = issue.code === 'unrecognized_keys' ? ` (${issue.keys.map((k) => `${path === '(root)' ? '' : path + '.'}${k}`).join(', ')})` : '';
+    const keys =
+      issue.code === 'unrecognized_keys'
+        ? ` (${issue.keys.map((k) => `${path === '(root)' ? '' : path + '.'}${k}`).join(', ')})`
+        : '';
     return `${path}: ${issue.message}${keys}`;
   });
   return failWith(source, issues);

@@ -29,7 +29,9 @@ export function runTrainingJob(job: TrainingJob, callbacks: TrainingCallbacks): 
     };
     const onAbort = () => {
       void worker.terminate();
-      finish(() => reject(callbacks.signal.reason instanceof Error ? callbacks.signal.reason : new Error('training cancelled')));
+      finish(() =>
+        reject(callbacks.signal.reason instanceof Error ? callbacks.signal.reason : new Error('training cancelled')),
+      );
     };
     if (callbacks.signal.aborted) return onAbort();
     callbacks.signal.addEventListener('abort', onAbort);
@@ -51,7 +53,9 @@ export function runTrainingJob(job: TrainingJob, callbacks: TrainingCallbacks): 
           break;
         case 'error': {
           ended = true;
-          const error = message.nonRetryable ? new BadInputError(message.errorType, message.message) : new Error(message.message);
+          const error = message.nonRetryable
+            ? new BadInputError(message.errorType, message.message)
+            : new Error(message.message);
           finish(() => reject(error));
           void worker.terminate();
           break;

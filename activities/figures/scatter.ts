@@ -55,7 +55,9 @@ export function scatterSvg(figure: ScatterFigure): string {
         if (Math.abs(x) > RANGE || Math.abs(y) > RANGE) continue;
         dots.push(`M${sx(x).toFixed(1)} ${sy(y).toFixed(1)}h0`);
       }
-      parts.push(`<path d="${dots.join('')}" stroke="#1f77b4" stroke-opacity="0.45" stroke-width="2.2" stroke-linecap="round"/>`);
+      parts.push(
+        `<path d="${dots.join('')}" stroke="#1f77b4" stroke-opacity="0.45" stroke-width="2.2" stroke-linecap="round"/>`,
+      );
       const line: string[] = [];
       for (let i = 0; i < figure.curve.shape[0]; i++) {
         const x = figure.curve.data[i * dim + a];
@@ -65,12 +67,16 @@ export function scatterSvg(figure: ScatterFigure): string {
       parts.push(`<path d="${line.join('')}" fill="none" stroke="#d62728" stroke-width="1.2"/>`);
       parts.push(`<text x="${left + 4}" y="${top + PANEL + 16}" font-size="11">x${a} vs x${b}</text>`);
     });
-    parts.push(`<text x="${MARGIN + 4}" y="${top + 14}" font-size="12" font-weight="bold">${escapeXml(row.label)}</text>`);
+    parts.push(
+      `<text x="${MARGIN + 4}" y="${top + 14}" font-size="12" font-weight="bold">${escapeXml(row.label)}</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('\n');
 }
 
 export function scatterPng(figure: ScatterFigure): Promise<Buffer> {
-  return sharp(Buffer.from(scatterSvg(figure))).png().toBuffer();
+  return sharp(Buffer.from(scatterSvg(figure)))
+    .png()
+    .toBuffer();
 }

@@ -172,7 +172,12 @@ export interface CallOptions {
 }
 
 /** The host the definition runs against: every call memoised in the journal. */
-export function localHost(store: ArtifactStore, campaignId: string, activities: CampaignActivities, options: CallOptions): CampaignHost {
+export function localHost(
+  store: ArtifactStore,
+  campaignId: string,
+  activities: CampaignActivities,
+  options: CallOptions,
+): CampaignHost {
   const progress = new ProgressFile(store, campaignId);
   const sink: ProgressSink = {
     campaign: (event) => options.progress.campaign(event),
@@ -223,7 +228,9 @@ class ProgressFile {
     if (now - this.last < 2000) return;
     this.last = now;
     const running: RunningStep = { step, details, updatedAt: new Date(now).toISOString() };
-    this.writing = this.writing.then(() => putJson(this.store, progressKey(this.campaignId), running)).catch(() => undefined);
+    this.writing = this.writing
+      .then(() => putJson(this.store, progressKey(this.campaignId), running))
+      .catch(() => undefined);
   }
 
   clear(_step: string): void {

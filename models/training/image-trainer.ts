@@ -6,7 +6,13 @@
 import type { ParamMap } from '../denoisers/mlp.js';
 import { UnetNetwork, type UnetConfig } from '../denoisers/unet.js';
 import type { NDArray } from '../ndarray.js';
-import { trainNetwork, type TrainCheckpoint, type TrainHooks, type TrainingData, type TrainOptions } from './trainer.js';
+import {
+  trainNetwork,
+  type TrainCheckpoint,
+  type TrainHooks,
+  type TrainingData,
+  type TrainOptions,
+} from './trainer.js';
 
 /**
  * Trains the U-Net of `config` from `start.params` (or resumes `start.resume`) on images

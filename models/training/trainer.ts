@@ -66,7 +66,12 @@ export class NonFiniteLossError extends Error {
 export interface DenoisingNetwork {
   /** Trainable variables by parameter name (from `fromParams(..., true)`). */
   readonly weights: Record<string, tf.Tensor>;
-  denoise(xt: tf.Tensor, sigma: tf.Tensor1D, cond: tf.Tensor | null, options: { training: boolean; seed: number }): tf.Tensor;
+  denoise(
+    xt: tf.Tensor,
+    sigma: tf.Tensor1D,
+    cond: tf.Tensor | null,
+    options: { training: boolean; seed: number },
+  ): tf.Tensor;
   params(): ParamMap;
   dispose(): void;
 }
@@ -81,13 +86,20 @@ export async function trainDenoiser(
 ): Promise<TrainCheckpoint> {
   const n = data.x.shape[0];
   const { dim, condDim } = config;
-  if (data.x.shape[1] !== dim) throw new RangeError(`training targets are [${data.x.shape}], the model expects dim ${dim}`);
+  if (data.x.shape[1] !== dim)
+    throw new RangeError(`training targets are [${data.x.shape}], the model expects dim ${dim}`);
   if (condDim > 0 && (!data.cond || data.cond.shape[1] !== condDim || data.cond.shape[0] !== n)) {
     throw new RangeError(`conditioning must be [${n}, ${condDim}], got [${data.cond?.shape ?? 'none'}]`);
   }
   const network = MlpNetwork.fromParams(config, start.resume?.params ?? start.params, true);
   try {
-    return await trainNetwork(network, { x: data.x, cond: condDim > 0 ? data.cond : null }, start.resume, options, hooks);
+    return await trainNetwork(
+      network,
+      { x: data.x, cond: condDim > 0 ? data.cond : null },
+      start.resume,
+      options,
+      hooks,
+    );
   } finally {
     network.dispose();
   }
@@ -110,7 +122,8 @@ export async function trainNetwork(
   const dim = sizeOf(xShape);
   const condShape = data.cond ? data.cond.shape.slice(1) : null;
   const condDim = condShape ? sizeOf(condShape) : 0;
-  if (data.cond && data.cond.shape[0] !== n) throw new RangeError(`${data.cond.shape[0]} conditioning rows for ${n} targets`);
+  if (data.cond && data.cond.shape[0] !== n)
+    throw new RangeError(`${data.cond.shape[0]} conditioning rows for ${n} targets`);
   if (n === 0) throw new RangeError('no training data');
   const variables = new Map(Object.entries(network.weights) as Array<[string, tf.Variable]>);
   const adam = new Adam(variables, options.optimizer, resume?.optimizer);
