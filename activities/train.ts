@@ -23,6 +23,7 @@ import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/c
 import { lapName } from '../workflows/campaign.js';
 import type { TrainInput, TrainOutput } from '../workflows/types.js';
 import { runTrainingJob } from './compute/run-training.js';
+import type { MlpTrainingJob, UnetTrainingJob } from './compute/training-job.js';
 import { activityContext } from './context.js';
 import { channelOf } from './data.js';
 import { asActivity, BadInputError } from './errors.js';
@@ -62,15 +63,11 @@ export interface CheckpointDetails {
 }
 
 async function train(input: TrainInput, role: 'train' | 'prior', conditional: boolean): Promise<TrainOutput> {
-  const started = performance.now();
-  const context = activityContext();
-  const { config, campaignId, lap } = input;
+  const { config, lap } = input;
   const store = storeFor(input.store);
   const network = networkConfig(config, conditional);
-  const dir = role === 'prior' ? ['final', 'prior'] : [lapName(lap), 'train'];
   const x = await loadSamples(store, config, input.samples);
   const cond = conditional ? recorrupt(config, lap, x) : null;
-
   let params: ParamMap;
   if (input.init) {
     params = (await getTensors(store, input.init)).tensors;
@@ -78,11 +75,41 @@ async function train(input: TrainInput, role: 'train' | 'prior', conditional: bo
   } else {
     params = initMlpParams(network, Rng.derive(config.seed, role === 'prior' ? 'prior-init' : 'init', `lap-${lap}`));
   }
+  return runCampaignTraining(input, role, {
+    job: { kind: 'mlp', network, data: { x, cond } },
+    params,
+    exportOnnx: (weights) => exportMlpToOnnx(network, weights),
+  });
+}
 
+/** What differs between the networks a campaign trains; `runCampaignTraining` does the rest. */
+export interface PreparedTraining {
+  job: Pick<MlpTrainingJob, 'kind' | 'network' | 'data'> | Pick<UnetTrainingJob, 'kind' | 'network' | 'data'>;
+  /** Starting weights: the previous lap's (warm start) or a fresh init. */
+  params: ParamMap;
+  exportOnnx(weights: ParamMap): Uint8Array;
+}
+
+/**
+ * Trains a campaign's denoiser the durable way, for every network kind: the step count of
+ * the role and lap, a checkpoint (keyed by a digest of the job, so only the very job that
+ * wrote it resumes it) found through the last heartbeat or at its usual key, training in the
+ * worker thread with heartbeats and checkpoints, then the (EMA) weights and their ONNX export.
+ */
+export async function runCampaignTraining(
+  input: TrainInput,
+  role: 'train' | 'prior',
+  prepared: PreparedTraining,
+): Promise<TrainOutput> {
+  const started = performance.now();
+  const context = activityContext();
+  const { config, campaignId, lap } = input;
+  const store = storeFor(input.store);
+  const dir = role === 'prior' ? ['final', 'prior'] : [lapName(lap), 'train'];
   const training = config.training;
   const steps =
     role === 'prior' ? config.prior.steps : lap === 0 ? (training.firstSteps ?? training.steps) : training.steps;
-  // A checkpoint is only resumed by the very job that wrote it.
+  const network = prepared.job.network;
   const jobDigest = sha256Hex(
     new TextEncoder().encode(
       JSON.stringify({
@@ -99,35 +126,32 @@ async function train(input: TrainInput, role: 'train' | 'prior', conditional: bo
   const checkpointKey = campaignKey(campaignId, ...dir, 'checkpoint.safetensors');
   const details = context.heartbeatDetails as Partial<CheckpointDetails> | undefined;
   const resume = await loadCheckpoint(store, details?.checkpoint ?? checkpointKey, jobDigest);
-
-  const state = await runTrainingJob(
-    {
-      kind: 'mlp',
-      network,
-      data: { x, cond },
-      params,
-      resume,
-      options: {
-        steps,
-        batchSize: training.batchSize,
-        optimizer: {
-          lr: training.lr,
-          beta1: 0.9,
-          beta2: 0.999,
-          epsilon: 1e-8,
-          clip: training.clip,
-          emaDecay: training.emaDecay,
-        },
-        lrSchedule: training.lrSchedule,
-        timeDistribution: training.timeDistribution,
-        seed: config.seed,
-        streamPath: [role === 'prior' ? 'prior-train' : 'train', `lap-${lap}`],
+  const shared = {
+    params: prepared.params,
+    resume,
+    options: {
+      steps,
+      batchSize: training.batchSize,
+      optimizer: {
+        lr: training.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        clip: training.clip,
+        emaDecay: training.emaDecay,
       },
-      sigmaMin: config.schedule.sigmaMin,
-      sigmaMax: config.schedule.sigmaMax,
-      checkpointEvery: training.checkpointEvery,
-      device: config.runtime.device,
+      lrSchedule: training.lrSchedule,
+      timeDistribution: training.timeDistribution,
+      seed: config.seed,
+      streamPath: [role === 'prior' ? 'prior-train' : 'train', `lap-${lap}`],
     },
+    sigmaMin: config.schedule.sigmaMin,
+    sigmaMax: config.schedule.sigmaMax,
+    checkpointEvery: training.checkpointEvery,
+    device: config.runtime.device,
+  };
+  const state = await runTrainingJob(
+    prepared.job.kind === 'mlp' ? { ...prepared.job, ...shared } : { ...prepared.job, ...shared },
     {
       signal: context.signal,
       onProgress: (step, total, loss) => context.heartbeat({ step, steps: total, loss, checkpoint: checkpointKey }),
@@ -141,7 +165,7 @@ async function train(input: TrainInput, role: 'train' | 'prior', conditional: bo
   const weights = exportedWeights(state);
   const meta = { campaign: campaignId, lap: String(lap), role, network: JSON.stringify(network) };
   const weightsRef = await putTensors(store, campaignKey(campaignId, ...dir, 'weights.safetensors'), weights, meta);
-  const onnx = await store.put(campaignKey(campaignId, ...dir, 'denoiser.onnx'), exportMlpToOnnx(network, weights));
+  const onnx = await store.put(campaignKey(campaignId, ...dir, 'denoiser.onnx'), prepared.exportOnnx(weights));
   return {
     weights: weightsRef,
     onnx,
