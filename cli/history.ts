@@ -98,6 +98,7 @@ const COLUMNS: Array<[string, string]> = [
   ['coverage', 'coverage'],
   ['consistency', 'consist.'],
   ['psnr', 'psnr'],
+  ['ssim', 'ssim'],
   ['fid', 'fid'],
 ];
 
