@@ -10,6 +10,7 @@ import { campaignKey, getTensors } from '../activities/io.js';
 import { getJson, sha256Hex, type ArtifactStore } from '../activities/store/store.js';
 import { listSteps, type StepRecord } from '../engines/local/journal.js';
 import { curveFunction, type CurveParams } from '../models/manifold.js';
+import { collectRefs } from '../workflows/campaign.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import type { ArtifactRef, Metrics } from '../workflows/types.js';
 import { campaignHistory, campaignStatus, campaignSummary, requireCampaign } from './history.js';
@@ -274,20 +275,6 @@ function numberField(value: unknown, field: string): number {
   if (!value || typeof value !== 'object') return 0;
   const v = (value as Record<string, unknown>)[field];
   return typeof v === 'number' && Number.isFinite(v) ? v : 0;
-}
-
-function collectRefs(value: unknown, into: ArtifactRef[]): void {
-  if (!value || typeof value !== 'object') return;
-  if (Array.isArray(value)) {
-    for (const v of value) collectRefs(v, into);
-    return;
-  }
-  const o = value as Record<string, unknown>;
-  if (typeof o.key === 'string' && typeof o.sha256 === 'string' && typeof o.bytes === 'number') {
-    if (!into.some((r) => r.key === o.key)) into.push({ key: o.key, sha256: o.sha256, bytes: o.bytes });
-    return;
-  }
-  for (const v of Object.values(o)) collectRefs(v, into);
 }
 
 /** Lap 0, the first EM lap, the last recorded lap and the final E-step: the paper's figure rows. */

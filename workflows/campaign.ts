@@ -125,7 +125,8 @@ class LapLedger {
   }
 }
 
-function collectRefs(value: unknown, into: ArtifactRef[]): void {
+/** Every artifact reference inside an activity's output, once each, in the order found. */
+export function collectRefs(value: unknown, into: ArtifactRef[]): void {
   if (!value || typeof value !== 'object') return;
   if (Array.isArray(value)) {
     for (const v of value) collectRefs(v, into);
