@@ -194,8 +194,8 @@ function parseEntry(name: string, value: unknown, fail: (reason: string) => neve
 
 function toFloat32(bytes: Uint8Array, entry: Entry): Float32Array {
   if (entry.dtype === 'F32' && LITTLE_ENDIAN_HOST) {
-    // slice() copies into a fresh, 4-aligned buffer the caller owns.
-    return new Float32Array(bytes.slice(entry.begin, entry.end).buffer);
+    // A Node Buffer's slice is a view, not a copy: copy through Uint8Array so each tensor owns its bytes.
+    return new Float32Array(Uint8Array.prototype.slice.call(bytes, entry.begin, entry.end).buffer);
   }
   const reader = READERS[entry.dtype];
   const view = new DataView(bytes.buffer, bytes.byteOffset + entry.begin, entry.end - entry.begin);
