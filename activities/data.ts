@@ -15,7 +15,7 @@ import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/c
 import type { ArtifactRef, PreparedData, ShardPlan, StepInput } from '../workflows/types.js';
 import { activityContext } from './context.js';
 import { asActivity } from './errors.js';
-import { campaignKey, getTensors, putTensors, storeFor, tensorOf } from './io.js';
+import { campaignKey, getTensors, putTensors, storeDataset, storeFor, tensorOf } from './io.js';
 import { prepareImageData, shardImageDataset } from './images/data.js';
 import { putJson } from './store/store.js';
 
@@ -41,18 +41,7 @@ export async function prepareData(input: StepInput): Promise<PreparedData> {
     // No campaign id in the metadata: the observations' digest is the dataset's identity,
     // the same for every campaign that draws the same data.
     const meta = { seed: String(seed), channel: channel.kind };
-    const observations = await putTensors(
-      store,
-      campaignKey(campaignId, 'data', 'observations.safetensors'),
-      { y, A: operators },
-      meta,
-    );
-    const clean = await putTensors(
-      store,
-      campaignKey(campaignId, 'data', 'clean.safetensors'),
-      { x: heldout, latent: x },
-      meta,
-    );
+    const { observations, clean } = await storeDataset(store, campaignId, { y, A: operators }, heldout, x, meta);
     const truth = await putJson(store, campaignKey(campaignId, 'data', 'curve.json'), curve);
     return {
       observations,

@@ -58,3 +58,31 @@ export function tensorOf(tensors: Record<string, NDArray>, name: string, source:
   }
   return t;
 }
+
+/**
+ * The corrupted dataset as every campaign kind stores it: the observations (y and the
+ * operators' tensors; their digest is the dataset's identity) and, for evaluation only, the
+ * held-out clean set and the hidden clean points behind the observations.
+ */
+export async function storeDataset(
+  store: ArtifactStore,
+  campaignId: string,
+  observed: Record<string, NDArray>,
+  heldout: NDArray,
+  latent: NDArray,
+  meta: Record<string, string>,
+): Promise<{ observations: ArtifactRef; clean: ArtifactRef }> {
+  const observations = await putTensors(
+    store,
+    campaignKey(campaignId, 'data', 'observations.safetensors'),
+    observed,
+    meta,
+  );
+  const clean = await putTensors(
+    store,
+    campaignKey(campaignId, 'data', 'clean.safetensors'),
+    { x: heldout, latent },
+    meta,
+  );
+  return { observations, clean };
+}

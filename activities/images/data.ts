@@ -20,7 +20,7 @@ import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { ArtifactRef, PreparedData, ShardPlan, StepInput } from '../../workflows/types.js';
 import { activityContext } from '../context.js';
 import { BadInputError } from '../errors.js';
-import { campaignKey, getTensors, putTensors, storeFor } from '../io.js';
+import { campaignKey, getTensors, putTensors, storeDataset, storeFor } from '../io.js';
 import { putJson } from '../store/store.js';
 import { imageChannelOf, observationsOf, operatorTensors, sliceOperators } from './common.js';
 import { prepareFid, type ImageTruth } from './fid.js';
@@ -64,16 +64,12 @@ export async function prepareImageData(input: StepInput): Promise<PreparedData> 
 
   // No campaign id in the metadata: the observations' digest is the dataset's identity.
   const meta = { seed: String(seed), dataset: config.data.kind, channel: config.channel.kind };
-  const observations = await putTensors(
+  const { observations, clean } = await storeDataset(
     store,
-    campaignKey(campaignId, 'data', 'observations.safetensors'),
+    campaignId,
     { y, ...operatorTensors(ops) },
-    meta,
-  );
-  const clean = await putTensors(
-    store,
-    campaignKey(campaignId, 'data', 'clean.safetensors'),
-    { x: heldout, latent: x },
+    heldout,
+    x,
     meta,
   );
   context.heartbeat({ stage: 'fid' });
