@@ -50,3 +50,11 @@ export function throwIfCancelled(context: ActivityContext): void {
     throw context.signal.reason instanceof Error ? context.signal.reason : new Error('activity cancelled');
   }
 }
+
+/** A sampler's progress callback: heartbeats the step and stops the sampler once the activity is cancelled. */
+export function stepReporter(context: ActivityContext): (done: number, total: number) => void {
+  return (done, total) => {
+    throwIfCancelled(context);
+    context.heartbeat({ step: done, of: total });
+  };
+}

@@ -1,28 +1,35 @@
 /**
- * The campaign's activities by name: what a Temporal worker registers and what the
- * embedded engine calls. Each is idempotent: re-running it writes the same keys with the
- * same bytes.
+ * The campaign's activities by name: what a Temporal worker registers and what the embedded
+ * engine calls. Each decodes its input, lets the campaign's domain do the work, and returns
+ * small JSON (artifact refs, metrics). Each is idempotent: re-running it writes the same keys
+ * with the same bytes.
  */
+import { putJson } from '../store/store.js';
+import { storeFor } from '../store/open.js';
+import { campaignKeys } from '../workflows/keys.js';
 import type { CampaignActivities } from '../workflows/types.js';
-import { prepareData, shardDataset } from './data.js';
-import { evaluate } from './evaluate.js';
-import { initializeGaussian } from './gaussian.js';
-import { finishCampaign, recordLap, renderFigures } from './records.js';
-import { posteriorSample, samplePrior } from './sample.js';
-import { trainConditional, trainPrior } from './train.js';
+import { timedActivity } from './activity.js';
+import { domainOf, mStepIsConditional } from './domain.js';
+import { asActivity } from './errors.js';
 
 export function createActivities(): CampaignActivities {
   return {
-    prepareData,
-    shardDataset,
-    initializeGaussian,
-    trainConditional,
-    posteriorSample,
-    evaluate,
-    trainPrior,
-    samplePrior,
-    renderFigures,
-    recordLap,
-    finishCampaign,
+    prepareData: timedActivity((input) => domainOf(input.config).prepareData(input)),
+    shardDataset: timedActivity((input) => domainOf(input.config).shardDataset(input)),
+    initializeGaussian: timedActivity((input) => domainOf(input.config).initializeGaussian(input)),
+    trainConditional: timedActivity((input) =>
+      domainOf(input.config).train(input, { role: 'train', conditional: mStepIsConditional(input.config) }),
+    ),
+    posteriorSample: timedActivity((input) => domainOf(input.config).posteriorSample(input)),
+    evaluate: timedActivity((input) => domainOf(input.config).evaluate(input)),
+    trainPrior: timedActivity((input) => domainOf(input.config).train(input, { role: 'prior', conditional: false })),
+    samplePrior: timedActivity((input) => domainOf(input.config).samplePrior(input)),
+    renderFigures: timedActivity((input) => domainOf(input.config).renderFigures(input)),
+    recordLap: (input) =>
+      asActivity(() =>
+        putJson(storeFor(input.store), campaignKeys.lapRecord(input.campaignId, input.record.lap), input.record),
+      ),
+    finishCampaign: (input) =>
+      asActivity(() => putJson(storeFor(input.store), campaignKeys.summary(input.campaignId), input.summary)),
   };
 }

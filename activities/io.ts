@@ -1,46 +1,13 @@
 /**
- * Where a campaign's artifacts live and how tensors are read and written: one place for
- * the key layout (`campaigns/{id}/...`) and for the safetensors round trip with digest
- * checks, so every activity reads what an earlier one wrote the same way.
+ * Reading what an earlier step stored, with its shape and values checked, and storing the
+ * corrupted dataset the same way for every data kind.
  */
-import { openStore } from './store/open.js';
-import type { ArtifactStore } from './store/store.js';
-import { decodeSafetensors, encodeSafetensors } from '../models/safetensors.js';
 import type { NDArray } from '../models/ndarray.js';
+import { putTensors } from '../store/tensors.js';
+import type { ArtifactStore } from '../store/store.js';
+import { campaignKeys } from '../workflows/keys.js';
 import type { ArtifactRef } from '../workflows/types.js';
 import { BadInputError } from './errors.js';
-
-const stores = new Map<string, ArtifactStore>();
-
-/** One store client per URI per process (S3 clients keep connection pools). */
-export function storeFor(uri: string): ArtifactStore {
-  let store = stores.get(uri);
-  if (!store) {
-    store = openStore(uri);
-    stores.set(uri, store);
-  }
-  return store;
-}
-
-export function campaignKey(campaignId: string, ...parts: string[]): string {
-  return ['campaigns', campaignId, ...parts].join('/');
-}
-
-export async function putTensors(
-  store: ArtifactStore,
-  key: string,
-  tensors: Record<string, NDArray>,
-  metadata: Record<string, string> = {},
-): Promise<ArtifactRef> {
-  return store.put(key, encodeSafetensors(tensors, metadata));
-}
-
-export async function getTensors(
-  store: ArtifactStore,
-  ref: ArtifactRef,
-): Promise<{ tensors: Record<string, NDArray>; metadata: Record<string, string> }> {
-  return decodeSafetensors(await store.getVerified(ref), ref.key);
-}
 
 /** Reads one named tensor and checks its trailing shape. */
 export function tensorOf(tensors: Record<string, NDArray>, name: string, source: string, trailing?: number[]): NDArray {
@@ -72,17 +39,7 @@ export async function storeDataset(
   latent: NDArray,
   meta: Record<string, string>,
 ): Promise<{ observations: ArtifactRef; clean: ArtifactRef }> {
-  const observations = await putTensors(
-    store,
-    campaignKey(campaignId, 'data', 'observations.safetensors'),
-    observed,
-    meta,
-  );
-  const clean = await putTensors(
-    store,
-    campaignKey(campaignId, 'data', 'clean.safetensors'),
-    { x: heldout, latent },
-    meta,
-  );
+  const observations = await putTensors(store, campaignKeys.observations(campaignId), observed, meta);
+  const clean = await putTensors(store, campaignKeys.clean(campaignId), { x: heldout, latent }, meta);
   return { observations, clean };
 }

@@ -11,9 +11,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { storeFor } from '../activities/io.js';
-import { putJson } from '../activities/store/store.js';
-import { runLocalCampaign, validateCampaignId } from '../engines/local/engine.js';
+import { storeFor } from '../store/open.js';
+import { putJson } from '../store/store.js';
+import { runLocalCampaign } from '../engines/local/engine.js';
+import { validateCampaignId } from '../engines/records.js';
 import { ConsoleProgress, formatMetrics, type ProgressSink } from '../engines/local/progress.js';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
 import type { CampaignActivities } from '../workflows/types.js';

@@ -2,19 +2,16 @@
  * Reading a campaign back for people and tools: the per-lap history (from the lap records
  * and the step journal) and the campaign's status.
  */
-import { campaignKey } from '../activities/io.js';
-import { getJson, type ArtifactStore } from '../activities/store/store.js';
-import { listSteps, type StepRecord } from '../engines/local/journal.js';
+import type { ArtifactStore } from '../store/store.js';
 import {
-  manifestKey,
-  progressKey,
-  statusKey,
-  type CampaignManifest,
-  type CampaignStatus,
+  listSteps,
+  readLapRecords,
+  requireCampaign,
   type RunningStep,
-} from '../engines/local/engine.js';
+  type StepRecord,
+} from '../engines/records.js';
 import { formatDuration } from '../engines/local/progress.js';
-import type { ArtifactRef, CampaignSummary, LapRecord, Metrics } from '../workflows/types.js';
+import type { ArtifactRef, Metrics } from '../workflows/types.js';
 
 export interface LapHistory {
   lap: number;
@@ -29,13 +26,6 @@ export interface LapHistory {
   seeds: Record<string, string>;
 }
 
-export async function requireCampaign(store: ArtifactStore, campaignId: string): Promise<CampaignManifest> {
-  if (!(await store.exists(manifestKey(campaignId)))) {
-    throw new Error(`no campaign '${campaignId}' in ${store.uri}`);
-  }
-  return getJson<CampaignManifest>(store, manifestKey(campaignId));
-}
-
 function lapOf(step: string): number | null {
   const m = /^lap-(\d+)\//.exec(step);
   return m ? Number(m[1]) : null;
@@ -43,8 +33,7 @@ function lapOf(step: string): number | null {
 
 export async function campaignHistory(store: ArtifactStore, campaignId: string): Promise<LapHistory[]> {
   await requireCampaign(store, campaignId);
-  const lapKeys = (await store.list(campaignKey(campaignId, 'laps') + '/')).filter((k) => k.endsWith('.json'));
-  const records = await Promise.all(lapKeys.map((k) => getJson<LapRecord>(store, k)));
+  const records = await readLapRecords(store, campaignId);
   const steps = await listSteps(store, campaignId);
   const byLap = new Map<number, StepRecord[]>();
   for (const s of steps) {
@@ -80,16 +69,6 @@ export async function campaignHistory(store: ArtifactStore, campaignId: string):
     });
 }
 
-export async function campaignSummary(store: ArtifactStore, campaignId: string): Promise<CampaignSummary | null> {
-  const key = campaignKey(campaignId, 'summary.json');
-  return (await store.exists(key)) ? getJson<CampaignSummary>(store, key) : null;
-}
-
-export async function campaignStatus(store: ArtifactStore, campaignId: string): Promise<CampaignStatus | null> {
-  const key = statusKey(campaignId);
-  return (await store.exists(key)) ? getJson<CampaignStatus>(store, key) : null;
-}
-
 const COLUMNS: Array<[string, string]> = [
   ['sinkhorn', 'sinkhorn'],
   ['curve_distance_mean', 'dist mean'],
@@ -120,11 +99,6 @@ export function historyTable(history: LapHistory[]): string {
 function formatNumber(x: number): string {
   if (!Number.isFinite(x)) return String(x);
   return Math.abs(x) >= 1000 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(3) : x.toPrecision(4);
-}
-
-export async function runningStep(store: ArtifactStore, campaignId: string): Promise<RunningStep | null> {
-  const key = progressKey(campaignId);
-  return (await store.exists(key)) ? getJson<RunningStep>(store, key) : null;
 }
 
 /** `step [#####.....] 120/400 (as of 12:03:04)` from a running step's last heartbeat. */

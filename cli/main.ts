@@ -12,19 +12,15 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { storeFor } from '../activities/io.js';
-import { getJson } from '../activities/store/store.js';
-import { runLocalCampaign, manifestKey, type CampaignManifest } from '../engines/local/engine.js';
+import { storeFor } from '../store/open.js';
+import { runLocalCampaign } from '../engines/local/engine.js';
+import { readManifest, readRunningStep, readStatus, readSummary, requireCampaign } from '../engines/records.js';
 import { ConsoleProgress, formatMetrics } from '../engines/local/progress.js';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
 import {
   campaignHistory,
-  campaignStatus,
-  campaignSummary,
   historyTable,
   progressBar,
-  requireCampaign,
-  runningStep,
 } from './history.js';
 
 // The AWS SDK warns on every S3 use that its releases after January 2027 need Node 22; the
@@ -164,12 +160,12 @@ async function main(argv: string[]): Promise<void> {
     case 'status': {
       const campaignId = needOne('campaign ID');
       const store = storeFor(needStore());
-      const manifest = await getJson<CampaignManifest>(store, manifestKey(campaignId)).catch(() => null);
+      const manifest = await readManifest(store, campaignId).catch(() => null);
       if (!manifest) throw new Error(`no campaign '${campaignId}' in ${store.uri}`);
-      const status = await campaignStatus(store, campaignId);
+      const status = await readStatus(store, campaignId);
       const history = await campaignHistory(store, campaignId);
-      const summary = await campaignSummary(store, campaignId);
-      const running = status?.status === 'running' ? await runningStep(store, campaignId) : null;
+      const summary = await readSummary(store, campaignId);
+      const running = status?.status === 'running' ? await readRunningStep(store, campaignId) : null;
       const last = history[history.length - 1];
       const report = {
         campaignId,

@@ -6,14 +6,15 @@
  * with sha256 and size, durations, attempts). Plain JSON, so the page carries it inline.
  */
 import { createHash } from 'node:crypto';
-import { campaignKey, getTensors } from '../activities/io.js';
-import { getJson, sha256Hex, type ArtifactStore } from '../activities/store/store.js';
-import { listSteps, type StepRecord } from '../engines/local/journal.js';
+import { getTensors } from '../store/tensors.js';
+import { campaignKeys } from '../workflows/keys.js';
+import { getJson, sha256Hex, type ArtifactStore } from '../store/store.js';
+import { listSteps, readStatus, readSummary, requireCampaign, type StepRecord } from '../engines/records.js';
 import { curveFunction, type CurveParams } from '../models/manifold.js';
 import { collectRefs } from '../workflows/campaign.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import type { ArtifactRef, Metrics } from '../workflows/types.js';
-import { campaignHistory, campaignStatus, campaignSummary, requireCampaign } from './history.js';
+import { campaignHistory } from './history.js';
 
 /** The comparison record that `diffem compare` writes under `campaigns/{id}/comparison.json`. */
 export interface ComparisonRecord {
@@ -38,7 +39,7 @@ export interface ComparisonRun {
 }
 
 export function comparisonKey(id: string): string {
-  return campaignKey(id, 'comparison.json');
+  return campaignKeys.comparison(id);
 }
 
 export interface ReportLap {
@@ -162,8 +163,8 @@ async function loadRun(
 ): Promise<ReportRun> {
   const [history, summary, status, steps] = await Promise.all([
     campaignHistory(store, campaignId),
-    campaignSummary(store, campaignId),
-    campaignStatus(store, campaignId),
+    readSummary(store, campaignId),
+    readStatus(store, campaignId),
     listSteps(store, campaignId),
   ]);
   let total = 0;
@@ -212,7 +213,7 @@ export async function loadFinalStage(
   config: CampaignConfig,
   before: number,
 ): Promise<ReportLap | null> {
-  const [steps, summary] = await Promise.all([listSteps(store, campaignId), campaignSummary(store, campaignId)]);
+  const [steps, summary] = await Promise.all([listSteps(store, campaignId), readSummary(store, campaignId)]);
   return finalStage(steps, summary?.lastMetrics ?? null, config.em.laps + 1, before);
 }
 
@@ -257,7 +258,7 @@ function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, b
  * metadata, which names the campaign, so it differs between equal datasets.
  */
 export async function observationsDigest(store: ArtifactStore, campaignId: string): Promise<string> {
-  const key = campaignKey(campaignId, 'data', 'observations.safetensors');
+  const key = campaignKeys.observations(campaignId);
   const ref = await store.head(key);
   if (!ref) throw new Error(`campaign '${campaignId}' has no observations (${key})`);
   const { tensors } = await getTensors(store, ref);
@@ -314,7 +315,7 @@ async function loadCurve(
   dim: number,
   count: number,
 ): Promise<number[] | null> {
-  const key = campaignKey(campaignId, 'data', 'curve.json');
+  const key = campaignKeys.truth(campaignId, 'curve.json');
   if (!(await store.exists(key))) return null;
   const f = curveFunction(await getJson<CurveParams>(store, key));
   const point = new Float64Array(dim);
@@ -324,7 +325,7 @@ async function loadCurve(
 }
 
 async function loadFigures(store: ArtifactStore, campaignId: string): Promise<ReportFigure[]> {
-  const keys = (await store.list(campaignKey(campaignId, 'figures') + '/')).filter((k) => k.endsWith('.png'));
+  const keys = (await store.list(campaignKeys.figuresPrefix(campaignId))).filter((k) => k.endsWith('.png'));
   return Promise.all(
     keys.map(async (key) => {
       const bytes = await store.get(key);

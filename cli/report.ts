@@ -7,8 +7,9 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { campaignKey, storeFor } from '../activities/io.js';
-import type { ArtifactStore } from '../activities/store/store.js';
+import { storeFor } from '../store/open.js';
+import { campaignKeys } from '../workflows/keys.js';
+import type { ArtifactStore } from '../store/store.js';
 import type { ArtifactRef } from '../workflows/types.js';
 import { loadReportData, type ReportOptions } from './report-data.js';
 import { renderReportHtml } from './report-page.js';
@@ -16,7 +17,7 @@ import { renderReportHtml } from './report-page.js';
 export const REPORT_USAGE = 'diffem report ID --store URI [--out FILE]';
 
 export function reportKey(id: string): string {
-  return campaignKey(id, 'report.html');
+  return campaignKeys.report(id);
 }
 
 /** Renders the report of `id` and stores it under `campaigns/{id}/report.html`. */

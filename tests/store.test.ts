@@ -15,9 +15,9 @@ import { pathToFileURL } from 'node:url';
 
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 
-import { FsArtifactStore } from '../activities/store/fs.js';
-import { openStore } from '../activities/store/open.js';
-import { parseS3Uri, S3ArtifactStore, s3ClientConfig } from '../activities/store/s3.js';
+import { FsArtifactStore } from '../store/fs.js';
+import { openStore } from '../store/open.js';
+import { parseS3Uri, S3ArtifactStore, s3ClientConfig } from '../store/s3.js';
 import {
   ArtifactCorruptError,
   ArtifactNotFoundError,
@@ -27,7 +27,7 @@ import {
   putJson,
   sha256Hex,
   validateKey,
-} from '../activities/store/store.js';
+} from '../store/store.js';
 import { startFlakyProxy, startS3, S3_TEST_CREDENTIALS, type S3Fixture } from './helpers/s3.js';
 
 interface Backend {
@@ -471,7 +471,7 @@ describe('filesystem store under SIGKILL', () => {
   });
 
   it('leaves no file or a complete one, never a torn one', async (t) => {
-    const moduleUrl = new URL('../activities/store/fs.js', import.meta.url).href;
+    const moduleUrl = new URL('../store/fs.js', import.meta.url).href;
     const store = new FsArtifactStore(dir);
     const digests = new Map<number, string>();
     let killedMidWrite = 0;

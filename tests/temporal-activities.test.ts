@@ -13,10 +13,10 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { parse as parseYaml } from 'yaml';
 import { createActivities } from '../activities/index.js';
-import { putTensors, storeFor } from '../activities/io.js';
-import { getJson } from '../activities/store/store.js';
+import { storeFor } from '../store/open.js';
+import { putTensors } from '../store/tensors.js';
 import { createEngineActivities } from '../engines/temporal/activities.js';
-import { manifestKey, statusKey, type CampaignManifest, type CampaignStatus } from '../engines/local/engine.js';
+import { readManifest, readStatus } from '../engines/records.js';
 import { ndarray } from '../models/ndarray.js';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
 import type {
@@ -231,7 +231,7 @@ describe('campaign activities in a Temporal activity context', () => {
     });
     assert.equal(opened.created, true);
     const store = storeFor(base.store);
-    assert.equal((await getJson<CampaignManifest>(store, manifestKey('nightly-1'))).engine, 'temporal');
+    assert.equal((await readManifest(store, 'nightly-1'))?.engine, 'temporal');
     await run(env(), engine.setCampaignStatus, {
       store: base.store,
       campaignId: 'nightly-1',
@@ -239,7 +239,8 @@ describe('campaign activities in a Temporal activity context', () => {
       error: 'boom',
       step: 'lap-001/train',
     });
-    const status = await getJson<CampaignStatus>(store, statusKey('nightly-1'));
+    const status = await readStatus(store, 'nightly-1');
+    assert.ok(status);
     assert.equal(status.status, 'failed');
     assert.equal(status.step, 'lap-001/train');
   });

@@ -13,9 +13,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { parse as parseYaml } from 'yaml';
-import { storeFor } from '../activities/io.js';
-import { lapRecordKey } from '../activities/records.js';
-import { getJson } from '../activities/store/store.js';
+import { storeFor } from '../store/open.js';
+import { campaignKeys } from '../workflows/keys.js';
+import { getJson } from '../store/store.js';
 import {
   queryProgress,
   startCampaign,
@@ -25,7 +25,7 @@ import {
 } from '../engines/temporal/client.js';
 import { temporalCommand, TemporalUsageError } from '../engines/temporal/cli.js';
 import { createWorkers, type CampaignWorkers } from '../engines/temporal/worker.js';
-import { statusKey, type CampaignStatus } from '../engines/local/engine.js';
+import { readStatus } from '../engines/records.js';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
 import type { LapRecord } from '../workflows/types.js';
 
@@ -114,11 +114,11 @@ describe('tiny campaign on a Temporal server', () => {
 
     const s = storeFor(store);
     for (let lap = 0; lap <= config.em.laps; lap++) {
-      const record = await getJson<LapRecord>(s, lapRecordKey(campaignId, lap));
+      const record = await getJson<LapRecord>(s, campaignKeys.lapRecord(campaignId, lap));
       assert.equal(record.lap, lap);
       assert.ok(Number.isFinite(record.metrics.sinkhorn));
     }
-    assert.equal((await getJson<CampaignStatus>(s, statusKey(campaignId))).status, 'done');
+    assert.equal((await readStatus(s, campaignId))?.status, 'done');
 
     // The last run's history names its activities by step id.
     const history = await env.client.workflow.getHandle(workflowIdFor(campaignId)).fetchHistory();

@@ -12,6 +12,7 @@
  * workflow turns each call into an activity (its activity id is the step id).
  */
 import type { CampaignConfig } from './config.js';
+import { lapName, shardName } from './keys.js';
 import type {
   ActivityInput,
   ActivityName,
@@ -61,10 +62,6 @@ export interface CampaignHost {
    * (Temporal's continue-as-new throws out of here).
    */
   beforeLap(state: CampaignState): Promise<'continue' | 'stop'>;
-}
-
-export function lapName(lap: number): string {
-  return `lap-${String(lap).padStart(3, '0')}`;
 }
 
 /** Runs `task` over `items` with at most `limit` in flight; results keep the items' order. */
@@ -240,11 +237,13 @@ function eStep(
   state: CampaignState,
   lap: number,
   prefix: string,
+  final?: true,
 ): Promise<ArtifactRef[]> {
   return mapConcurrent(state.shards, base.config.em.concurrency, async (shard) => {
-    const out = await ledger.call('posteriorSample', `${prefix}/shard-${String(shard.index).padStart(3, '0')}`, {
+    const out = await ledger.call('posteriorSample', `${prefix}/${shardName(shard.index)}`, {
       ...base,
       lap,
+      ...(final && { final }),
       shard,
       model: state.model.onnx,
       // Only EM-MMPS reads the weights; DiffEM's E-step inputs (and so their step digests) stay as they were.
@@ -259,11 +258,12 @@ async function finalStage(host: CampaignHost, base: StepInput, state: CampaignSt
   const lapsDone = state.nextLap - 1;
   const ledger = new LapLedger(host, state.nextLap);
   host.progress({ phase: 'final', lap: lapsDone, laps, step: 'final reconstructions' });
-  const samples = await eStep(ledger, base, state, state.nextLap, 'final/estep');
+  const samples = await eStep(ledger, base, state, state.nextLap, 'final/estep', true);
   host.progress({ phase: 'final', lap: lapsDone, laps, step: 'final evaluation' });
   const evaluation = await ledger.call('evaluate', 'final/evaluate', {
     ...base,
     lap: state.nextLap,
+    final: true,
     shards: state.shards,
     samples,
     clean: state.data.clean,
@@ -282,7 +282,7 @@ async function finalStage(host: CampaignHost, base: StepInput, state: CampaignSt
     ...base,
     laps: [
       { lap: 0, samples: state.firstSamples },
-      { lap: state.nextLap, samples },
+      { lap: state.nextLap, final: true, samples },
     ],
     prior: priorSamples.samples,
     truth: state.data.truth,

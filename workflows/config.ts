@@ -345,50 +345,54 @@ export function isImageDataKind(kind: string): kind is ImageDataKind {
   return (IMAGE_DATA_KINDS as readonly string[]).includes(kind);
 }
 
-export type CampaignConfig = z.infer<typeof campaignConfigSchema>;
+/** The validated document, before it is narrowed to the vector or the image kind. */
+type CampaignDocument = z.infer<typeof campaignConfigSchema>;
 
-type DataConfig = CampaignConfig['data'];
-type ChannelConfig = CampaignConfig['channel'];
-type ModelConfig = CampaignConfig['model'];
+type DataConfig = CampaignDocument['data'];
+type ChannelConfig = CampaignDocument['channel'];
+type ModelConfig = CampaignDocument['model'];
 export type ImageDataConfig = Extract<DataConfig, { kind: ImageDataKind }>;
 export type ImageChannelSettings = Extract<ChannelConfig, { kind: 'pixel-mask' | 'blur' }>;
+export type VectorChannelSettings = Extract<ChannelConfig, { kind: 'projection' | 'mask' }>;
 export type UnetModelConfig = Extract<ModelConfig, { kind: 'unet' }>;
 export type MlpModelConfig = Extract<ModelConfig, { kind: 'mlp' }>;
 
-/** A config the cross-field checks let through with image data: image channel, U-Net. */
-export type ImageCampaignConfig = CampaignConfig & {
+/** A campaign on vectors (the manifold): a vector channel and the MLP. */
+export type VectorCampaignConfig = Omit<CampaignDocument, 'data' | 'channel' | 'model'> & {
+  data: Extract<DataConfig, { kind: 'manifold' }>;
+  channel: VectorChannelSettings;
+  model: MlpModelConfig;
+};
+/** A campaign on images: an image channel and the U-Net. */
+export type ImageCampaignConfig = Omit<CampaignDocument, 'data' | 'channel' | 'model'> & {
   data: ImageDataConfig;
   channel: ImageChannelSettings;
   model: UnetModelConfig;
 };
-/** A config with vector (manifold) data: vector channel, MLP. */
-export type VectorCampaignConfig = CampaignConfig & {
-  data: Extract<DataConfig, { kind: 'manifold' }>;
-  channel: Extract<ChannelConfig, { kind: 'projection' | 'mask' }>;
-  model: MlpModelConfig;
-};
 
+/** A campaign's configuration: one of two kinds, told apart by `data.kind`. */
+export type CampaignConfig = VectorCampaignConfig | ImageCampaignConfig;
+
+/** The one test of a config's kind; callers branch once (activities/domain.ts) and pass the narrowed config on. */
 export function isImageConfig(config: CampaignConfig): config is ImageCampaignConfig {
-  return (
-    isImageDataKind(config.data.kind) &&
-    (config.channel.kind === 'pixel-mask' || config.channel.kind === 'blur') &&
-    config.model.kind === 'unet'
-  );
+  return config.data.kind !== 'manifold';
 }
 
-/** Narrows to the vector path; a config that passed validation and is not an image one always is. */
-export function vectorConfig(config: CampaignConfig): VectorCampaignConfig {
-  if (
-    config.data.kind === 'manifold' &&
-    (config.channel.kind === 'projection' || config.channel.kind === 'mask') &&
-    config.model.kind === 'mlp'
-  ) {
-    return config as VectorCampaignConfig;
+/**
+ * Narrows a document that passed the cross-field checks to its kind. Those checks pair data,
+ * channel and model, so the last branch is reached only by a schema change that forgot them.
+ */
+function narrowConfig(document: CampaignDocument, source: string): CampaignConfig {
+  const { data, channel, model } = document;
+  if (data.kind === 'manifold' && (channel.kind === 'projection' || channel.kind === 'mask') && model.kind === 'mlp') {
+    return { ...document, data, channel, model };
   }
-  throw new ConfigError(
-    `expected a vector campaign, got data '${config.data.kind}', channel '${config.channel.kind}', model '${config.model.kind}'`,
-    [],
-  );
+  if (data.kind !== 'manifold' && (channel.kind === 'pixel-mask' || channel.kind === 'blur') && model.kind === 'unet') {
+    return { ...document, data, channel, model };
+  }
+  return failWith(source, [
+    `data/channel/model: '${data.kind}', '${channel.kind}' and '${model.kind}' do not make a campaign`,
+  ]);
 }
 
 export class ConfigError extends Error {
@@ -404,7 +408,7 @@ export class ConfigError extends Error {
 /** Validates a parsed document; the error lists every bad field by its path. */
 export function parseCampaignConfig(document: unknown, source = 'config'): CampaignConfig {
   const result = campaignConfigSchema.safeParse(document);
-  if (result.success) return result.data;
+  if (result.success) return narrowConfig(result.data, source);
   const issues = result.error.issues.map((issue) => {
     const path = issue.path.length ? issue.path.join('.') : '(root)';
     const keys =

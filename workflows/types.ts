@@ -3,13 +3,10 @@
  * only (artifact keys with their sha256, metrics, timings), never tensors, so Temporal's
  * 2 MB payload limit never bites and every value in a history can be audited.
  */
+import type { ArtifactRef } from '../store/ref.js';
 import type { CampaignConfig } from './config.js';
 
-export interface ArtifactRef {
-  key: string;
-  sha256: string;
-  bytes: number;
-}
+export type { ArtifactRef } from '../store/ref.js';
 
 /** Fields every activity receives: where artifacts live, which campaign, its config. */
 export interface StepInput {
@@ -72,8 +69,17 @@ export interface TrainOutput extends Timed {
   resumedFromStep: number;
 }
 
-export interface PosteriorSampleInput extends StepInput {
+/**
+ * Where a lap-numbered step belongs. `lap` names its random streams; `final` marks the final
+ * stage, which follows the last lap DONE (fewer than `em.laps` after a stop) and writes under
+ * `final/`. Absent on ordinary laps, so their inputs (and journal digests) stay as they were.
+ */
+export interface LapStep {
   lap: number;
+  final?: true;
+}
+
+export interface PosteriorSampleInput extends StepInput, LapStep {
   shard: Shard;
   /** The ONNX model of the denoiser that samples. */
   model: ArtifactRef;
@@ -87,8 +93,7 @@ export interface PosteriorSampleOutput extends Timed {
   evaluations: number;
 }
 
-export interface EvaluateInput extends StepInput {
-  lap: number;
+export interface EvaluateInput extends StepInput, LapStep {
   shards: Shard[];
   samples: ArtifactRef[];
   clean: ArtifactRef;
@@ -114,7 +119,7 @@ export interface SamplePriorOutput extends Timed {
 
 export interface FigureInput extends StepInput {
   /** E-step samples of the laps to draw, first and last. */
-  laps: Array<{ lap: number; samples: ArtifactRef[] }>;
+  laps: Array<LapStep & { samples: ArtifactRef[] }>;
   prior: ArtifactRef | null;
   truth: ArtifactRef;
 }

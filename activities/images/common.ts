@@ -16,8 +16,9 @@ import { concatRows, ndarray, sliceRows, type NDArray } from '../../models/ndarr
 import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { ArtifactRef, Shard } from '../../workflows/types.js';
 import { BadInputError } from '../errors.js';
-import { getTensors, tensorOf } from '../io.js';
-import type { ArtifactStore } from '../store/store.js';
+import { tensorOf } from '../io.js';
+import { getTensors } from '../../store/tensors.js';
+import type { ArtifactStore } from '../../store/store.js';
 
 /** Rows per ONNX Runtime run for images unless `runtime.batchSize` says otherwise. */
 export const IMAGE_ONNX_BATCH = 128;
@@ -163,9 +164,4 @@ export function onnxBatch(config: ImageCampaignConfig): number {
 
 export function onnxThreads(config: ImageCampaignConfig): number | undefined {
   return config.runtime.threads > 0 ? config.runtime.threads : undefined;
-}
-
-/** Step directory of a lap's artifacts: `lap-00k`, or `final` past the last lap. */
-export function lapDir(config: ImageCampaignConfig, lap: number): string {
-  return lap > config.em.laps ? 'final' : `lap-${String(lap).padStart(3, '0')}`;
 }

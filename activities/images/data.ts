@@ -20,8 +20,12 @@ import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { ArtifactRef, PreparedData, ShardPlan, StepInput } from '../../workflows/types.js';
 import { activityContext } from '../context.js';
 import { BadInputError } from '../errors.js';
-import { campaignKey, getTensors, putTensors, storeDataset, storeFor } from '../io.js';
-import { putJson } from '../store/store.js';
+import { storeDataset } from '../io.js';
+import { storeFor } from '../../store/open.js';
+import { getTensors, putTensors } from '../../store/tensors.js';
+import { campaignKeys } from '../../workflows/keys.js';
+import type { Untimed } from '../activity.js';
+import { putJson } from '../../store/store.js';
 import { imageChannelOf, observationsOf, operatorTensors, sliceOperators } from './common.js';
 import { prepareFid, type ImageTruth } from './fid.js';
 import { loadImageSource } from './sources.js';
@@ -29,10 +33,8 @@ import { loadImageSource } from './sources.js';
 /** Observations kept apart for the figures: the first of the dataset, the same every lap. */
 export const PREVIEW_IMAGES = 16;
 
-export async function prepareImageData(input: StepInput): Promise<PreparedData> {
-  const started = performance.now();
+export async function prepareImageData(config: ImageCampaignConfig, input: StepInput): Promise<Untimed<PreparedData>> {
   const context = activityContext();
-  const config = input.config as ImageCampaignConfig;
   const { campaignId } = input;
   const store = storeFor(input.store);
   const seed = config.seed;
@@ -84,26 +86,25 @@ export async function prepareImageData(input: StepInput): Promise<PreparedData> 
   const shown = Math.min(PREVIEW_IMAGES, config.data.count);
   const preview = await putTensors(
     store,
-    campaignKey(campaignId, 'data', 'preview.safetensors'),
+    campaignKeys.preview(campaignId),
     { y: sliceRows(y, 0, shown), latent: sliceRows(x, 0, shown), ...operatorTensors(sliceOperators(ops, 0, shown)) },
     meta,
   );
   const truthDoc: ImageTruth = { kind: 'images', fid, preview };
-  const truth = await putJson(store, campaignKey(campaignId, 'data', 'truth.json'), truthDoc);
+  const truth = await putJson(store, campaignKeys.truth(campaignId, 'truth.json'), truthDoc);
   return {
     observations,
     clean,
     truth,
     datasetDigest: observations.sha256,
     count: config.data.count,
-    seconds: (performance.now() - started) / 1000,
-    attempt: context.attempt,
   };
 }
 
-export async function shardImageDataset(input: StepInput & { observations: ArtifactRef }): Promise<ShardPlan> {
-  const started = performance.now();
-  const config = input.config as ImageCampaignConfig;
+export async function shardImageDataset(
+  config: ImageCampaignConfig,
+  input: StepInput & { observations: ArtifactRef },
+): Promise<Untimed<ShardPlan>> {
   const store = storeFor(input.store);
   const { tensors } = await getTensors(store, input.observations);
   const { y, ops } = observationsOf(config, tensors, input.observations.key);
@@ -112,7 +113,7 @@ export async function shardImageDataset(input: StepInput & { observations: Artif
   const shards: ShardPlan['shards'] = [];
   for (let start = 0, index = 0; start < n; start += size, index++) {
     const end = Math.min(n, start + size);
-    const key = campaignKey(input.campaignId, 'data', 'shards', `shard-${String(index).padStart(3, '0')}.safetensors`);
+    const key = campaignKeys.dataShard(input.campaignId, index);
     const ref = await putTensors(
       store,
       key,
@@ -121,5 +122,5 @@ export async function shardImageDataset(input: StepInput & { observations: Artif
     );
     shards.push({ index, start, end, observations: ref });
   }
-  return { shards, seconds: (performance.now() - started) / 1000, attempt: activityContext().attempt };
+  return { shards };
 }

@@ -16,13 +16,17 @@ import { ndarray, takeRows, type NDArray } from '../../models/ndarray.js';
 import { Rng } from '../../models/rng.js';
 import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { ArtifactRef, EvaluateInput, EvaluateOutput, Metrics } from '../../workflows/types.js';
-import { activityContext } from '../context.js';
 import { BadInputError } from '../errors.js';
-import { campaignKey, getTensors, storeFor, tensorOf } from '../io.js';
-import { imageShape, lapDir, loadImageSamples, observationsOf } from './common.js';
+import { tensorOf } from '../io.js';
+import { storeFor } from '../../store/open.js';
+import { getTensors } from '../../store/tensors.js';
+import { campaignKeys, stageName } from '../../workflows/keys.js';
+import type { Untimed } from '../activity.js';
+import { lapLabel } from '../labels.js';
+import { imageShape, loadImageSamples, observationsOf } from './common.js';
 import { fidOf, type ImageTruth } from './fid.js';
 import { imageGridPng, type GridPanel } from './figures.js';
-import type { ArtifactStore } from '../store/store.js';
+import type { ArtifactStore } from '../../store/store.js';
 
 export function clampToData(x: NDArray): NDArray {
   const out = ndarray(x.shape);
@@ -81,9 +85,10 @@ function round(x: number): number {
   return Number(x.toPrecision(6));
 }
 
-export async function evaluateImages(input: EvaluateInput): Promise<EvaluateOutput & { figures: ArtifactRef[] }> {
-  const started = performance.now();
-  const config = input.config as ImageCampaignConfig;
+export async function evaluateImages(
+  config: ImageCampaignConfig,
+  input: EvaluateInput,
+): Promise<Untimed<EvaluateOutput> & { figures: ArtifactRef[] }> {
   const { lap } = input;
   const store = storeFor(input.store);
   const x = clampToData(await loadImageSamples(store, config, input.samples));
@@ -106,8 +111,7 @@ export async function evaluateImages(input: EvaluateInput): Promise<EvaluateOutp
   const preview = await loadPreview(store, config, truth);
   const shown = preview.hidden.shape[0];
   const index = Array.from({ length: shown }, (_, i) => i);
-  const label =
-    lap === 0 ? 'lap 0 (Gaussian posterior samples)' : lap > config.em.laps ? 'final E-step' : `lap ${lap} E-step`;
+  const label = lapLabel(input, 'estep');
   const png = await imageGridPng(
     [
       preview.observations,
@@ -120,12 +124,12 @@ export async function evaluateImages(input: EvaluateInput): Promise<EvaluateOutp
       columns: 4,
     },
   );
-  const dir = lapDir(config, lap);
-  const figure = await store.put(campaignKey(input.campaignId, 'figures', `${dir}.png`), png);
+  const figure = await store.put(
+    campaignKeys.figure(input.campaignId, stageName(input.final ? 'final' : lap)),
+    png,
+  );
   return {
     metrics,
     figures: [figure],
-    seconds: (performance.now() - started) / 1000,
-    attempt: activityContext().attempt,
   };
 }

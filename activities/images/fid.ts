@@ -39,8 +39,9 @@ import type { ArtifactRef } from '../../workflows/types.js';
 import { runTrainingJob } from '../compute/run-training.js';
 import type { ActivityContext } from '../context.js';
 import { BadInputError } from '../errors.js';
-import { campaignKey, getTensors, putTensors } from '../io.js';
-import { sha256Hex, type ArtifactStore } from '../store/store.js';
+import { getTensors, putTensors } from '../../store/tensors.js';
+import { campaignKeys } from '../../workflows/keys.js';
+import { sha256Hex, type ArtifactStore } from '../../store/store.js';
 import { frechetDistanceWide } from './eigen.js';
 
 export type FidFeatures =
@@ -119,12 +120,12 @@ export async function prepareFid(
   };
   const weights = await putTensors(
     store,
-    campaignKey(campaignId, 'data', 'fid-classifier.safetensors'),
+    campaignKeys.fidClassifier(campaignId, 'safetensors'),
     state.params,
     meta,
   );
   const onnxBytes = exportClassifierToOnnx(classifier, state.params);
-  const onnx = await store.put(campaignKey(campaignId, 'data', 'fid-classifier.onnx'), onnxBytes);
+  const onnx = await store.put(campaignKeys.fidClassifier(campaignId, 'onnx'), onnxBytes);
   const reference = await storeReference(
     store,
     campaignId,
@@ -162,7 +163,7 @@ async function storeReference(
   const k = features.shape[1];
   return putTensors(
     store,
-    campaignKey(campaignId, 'data', 'fid-reference.safetensors'),
+    campaignKeys.fidReference(campaignId),
     { mean: ndarray([k], Float32Array.from(stats.mean)), cov: ndarray([k, k], Float32Array.from(stats.cov)) },
     { count: String(stats.count), features: config.metrics.fid.features },
   );

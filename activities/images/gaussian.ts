@@ -14,7 +14,10 @@ import { Rng } from '../../models/rng.js';
 import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { InitializeInput, InitializeOutput } from '../../workflows/types.js';
 import { activityContext, throwIfCancelled } from '../context.js';
-import { campaignKey, putTensors, storeFor } from '../io.js';
+import { storeFor } from '../../store/open.js';
+import { putTensors } from '../../store/tensors.js';
+import { campaignKeys } from '../../workflows/keys.js';
+import type { Untimed } from '../activity.js';
 import { fitBlurGaussian, sampleBlurPosterior } from './blur-gaussian.js';
 import { asImages, imageChannelOf, imageShape, loadImageShard, type ImageObservations } from './common.js';
 import {
@@ -31,10 +34,11 @@ function maskedData(obs: ImageObservations, P: number, C: number): MaskedData {
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-export async function initializeImageGaussian(input: InitializeInput): Promise<InitializeOutput> {
-  const started = performance.now();
+export async function initializeImageGaussian(
+  config: ImageCampaignConfig,
+  input: InitializeInput,
+): Promise<Untimed<InitializeOutput>> {
   const context = activityContext();
-  const config = input.config as ImageCampaignConfig;
   const { campaignId } = input;
   const store = storeFor(input.store);
   const shape = imageShape(config);
@@ -83,7 +87,7 @@ export async function initializeImageGaussian(input: InitializeInput): Promise<I
   const d = fit.d;
   const gaussian = await putTensors(
     store,
-    campaignKey(campaignId, 'lap-000', 'gaussian', 'prior.safetensors'),
+    campaignKeys.gaussian(campaignId),
     {
       mean: ndarray([d], Float32Array.from(fit.mean)),
       factors: ndarray([d, fit.k], Float32Array.from(fit.factors)),
@@ -102,12 +106,7 @@ export async function initializeImageGaussian(input: InitializeInput): Promise<I
       config.channel.kind === 'pixel-mask'
         ? sampleMaskedPosterior(fit, maskedData(shards[i], P, C), channel.noiseStd, rng)
         : await sampleBlurPosterior(channel, fit, shards[i], rng);
-    const key = campaignKey(
-      campaignId,
-      'lap-000',
-      'estep',
-      `shard-${String(shard.index).padStart(3, '0')}.safetensors`,
-    );
+    const key = campaignKeys.posteriorShard(campaignId, 0, shard.index);
     samples.push(await putTensors(store, key, { x: asImages(rows, shape) }, { lap: '0', shard: String(shard.index) }));
     context.heartbeat({ shard: shard.index });
     await yieldToLoop();
@@ -116,7 +115,5 @@ export async function initializeImageGaussian(input: InitializeInput): Promise<I
     gaussian,
     samples,
     logLikelihood: logLikelihood.map((l) => Math.round(l * 1e4) / 1e4),
-    seconds: (performance.now() - started) / 1000,
-    attempt: context.attempt,
   };
 }

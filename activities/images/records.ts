@@ -8,15 +8,17 @@
 import { takeRows } from '../../models/ndarray.js';
 import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { FigureInput, FigureOutput } from '../../workflows/types.js';
-import { activityContext } from '../context.js';
-import { campaignKey, getTensors, storeFor, tensorOf } from '../io.js';
+import { tensorOf } from '../io.js';
+import { storeFor } from '../../store/open.js';
+import { getTensors } from '../../store/tensors.js';
+import { campaignKeys } from '../../workflows/keys.js';
+import type { Untimed } from '../activity.js';
+import { lapLabel } from '../labels.js';
 import { imageShape, loadImageSamples } from './common.js';
 import { clampToData, loadPreview, readTruth } from './evaluate.js';
 import { imageGridPng, type GridPanel } from './figures.js';
 
-export async function renderImageFigures(input: FigureInput): Promise<FigureOutput> {
-  const started = performance.now();
-  const config = input.config as ImageCampaignConfig;
+export async function renderImageFigures(config: ImageCampaignConfig, input: FigureInput): Promise<Untimed<FigureOutput>> {
   const { campaignId } = input;
   const store = storeFor(input.store);
   const figures = [];
@@ -29,13 +31,11 @@ export async function renderImageFigures(input: FigureInput): Promise<FigureOutp
   for (const lap of input.laps) {
     // The preview observations are the first rows of the first shard.
     const x = clampToData(await loadImageSamples(store, config, lap.samples.slice(0, 1)));
-    const title =
-      lap.lap === 0 ? 'lap 0 (Gaussian)' : lap.lap > config.em.laps ? `after lap ${config.em.laps}` : `lap ${lap.lap}`;
-    panels.push({ title, images: takeRows(x, index) });
+    panels.push({ title: lapLabel(lap, 'short'), images: takeRows(x, index) });
   }
   panels.push({ title: 'ground truth (hidden)', images: preview.hidden });
   const grid = await imageGridPng(panels, { title: `${campaignId}: DiffEM reconstructions`, count: shown, columns: 4 });
-  figures.push(await store.put(campaignKey(campaignId, 'figures', 'reconstructions.png'), grid));
+  figures.push(await store.put(campaignKeys.figure(campaignId, 'reconstructions'), grid));
   if (input.prior) {
     const x = clampToData(
       tensorOf((await getTensors(store, input.prior)).tensors, 'x', input.prior.key, [height, width, channels]),
@@ -57,7 +57,7 @@ export async function renderImageFigures(input: FigureInput): Promise<FigureOutp
         columns: 8,
       },
     );
-    figures.push(await store.put(campaignKey(campaignId, 'figures', 'prior-samples.png'), png));
+    figures.push(await store.put(campaignKeys.figure(campaignId, 'prior-samples'), png));
   }
-  return { figures, seconds: (performance.now() - started) / 1000, attempt: activityContext().attempt };
+  return { figures };
 }

@@ -23,16 +23,18 @@ import type {
   SamplePriorInput,
   SamplePriorOutput,
 } from '../../workflows/types.js';
-import { activityContext, throwIfCancelled, type ActivityContext } from '../context.js';
+import { activityContext, stepReporter } from '../context.js';
 import { BadInputError } from '../errors.js';
-import { campaignKey, putTensors, storeFor } from '../io.js';
-import type { ArtifactStore } from '../store/store.js';
+import { storeFor } from '../../store/open.js';
+import { putTensors } from '../../store/tensors.js';
+import { campaignKeys } from '../../workflows/keys.js';
+import type { Untimed } from '../activity.js';
+import type { ArtifactStore } from '../../store/store.js';
 import {
   asImages,
   asRows,
   imageChannelOf,
   imageShape,
-  lapDir,
   loadImageShard,
   onnxBatch,
   onnxThreads,
@@ -58,23 +60,17 @@ async function openUnet(
   });
 }
 
-function stepReporter(context: ActivityContext) {
-  return (done: number, total: number) => {
-    throwIfCancelled(context);
-    context.heartbeat({ step: done, of: total });
-  };
-}
-
 function checkFinite(x: { data: Float32Array }, what: string): void {
   for (let i = 0; i < x.data.length; i++) {
     if (!Number.isFinite(x.data[i])) throw new BadInputError('NonFiniteData', `${what} hold NaN or Inf`);
   }
 }
 
-export async function posteriorSampleImage(input: PosteriorSampleInput): Promise<PosteriorSampleOutput> {
-  const started = performance.now();
+export async function posteriorSampleImage(
+  config: ImageCampaignConfig,
+  input: PosteriorSampleInput,
+): Promise<Untimed<PosteriorSampleOutput>> {
   const context = activityContext();
-  const config = input.config as ImageCampaignConfig;
   const { campaignId, lap, shard } = input;
   const store = storeFor(input.store);
   const { y, ops } = await loadImageShard(store, config, shard);
@@ -94,12 +90,7 @@ export async function posteriorSampleImage(input: PosteriorSampleInput): Promise
     await denoiser.dispose?.();
   }
   checkFinite(rows, `E-step samples of lap ${lap} shard ${shard.index} (model ${input.model.key})`);
-  const key = campaignKey(
-    campaignId,
-    lapDir(config, lap),
-    'estep',
-    `shard-${String(shard.index).padStart(3, '0')}.safetensors`,
-  );
+  const key = campaignKeys.posteriorShard(campaignId, input.final ? 'final' : lap, shard.index);
   const samples = await putTensors(
     store,
     key,
@@ -109,15 +100,14 @@ export async function posteriorSampleImage(input: PosteriorSampleInput): Promise
   return {
     samples,
     evaluations: (shard.end - shard.start) * (config.estep.steps + 1),
-    seconds: (performance.now() - started) / 1000,
-    attempt: context.attempt,
   };
 }
 
-export async function samplePriorImage(input: SamplePriorInput): Promise<SamplePriorOutput> {
-  const started = performance.now();
+export async function samplePriorImage(
+  config: ImageCampaignConfig,
+  input: SamplePriorInput,
+): Promise<Untimed<SamplePriorOutput>> {
   const context = activityContext();
-  const config = input.config as ImageCampaignConfig;
   const store = storeFor(input.store);
   const denoiser = await openUnet(store, config, input.model, false);
   let rows;
@@ -137,7 +127,7 @@ export async function samplePriorImage(input: SamplePriorInput): Promise<SampleP
   const x = asImages(rows, imageShape(config));
   const samples = await putTensors(
     store,
-    campaignKey(input.campaignId, 'final', 'prior', 'samples.safetensors'),
+    campaignKeys.priorSamples(input.campaignId),
     { x },
     { sampler: 'heun' },
   );
@@ -145,7 +135,7 @@ export async function samplePriorImage(input: SamplePriorInput): Promise<SampleP
   const fid = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));
   const metrics: Record<string, number> = {};
   if (Number.isFinite(fid)) metrics.fid = round(fid);
-  return { samples, metrics, seconds: (performance.now() - started) / 1000, attempt: context.attempt };
+  return { samples, metrics };
 }
 
 function round(x: number): number {

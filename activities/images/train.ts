@@ -21,16 +21,18 @@ import { Rng } from '../../models/rng.js';
 import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { TrainInput, TrainOutput } from '../../workflows/types.js';
 import { BadInputError } from '../errors.js';
-import { getTensors, storeFor } from '../io.js';
-import { runCampaignTraining } from '../train.js';
+import { storeFor } from '../../store/open.js';
+import { getTensors } from '../../store/tensors.js';
+import type { Untimed } from '../activity.js';
+import type { TrainingRole } from '../domain.js';
+import { runCampaignTraining } from '../training.js';
 import { imageChannelOf, loadImageSamples, unetConfigOf } from './common.js';
 
 export async function trainImageDenoiser(
+  config: ImageCampaignConfig,
   input: TrainInput,
-  role: 'train' | 'prior',
-  conditional: boolean,
-): Promise<TrainOutput> {
-  const config = input.config as ImageCampaignConfig;
+  { role, conditional }: TrainingRole,
+): Promise<Untimed<TrainOutput>> {
   const { lap } = input;
   const store = storeFor(input.store);
   const network = unetConfigOf(config, conditional);

@@ -11,12 +11,11 @@
  * Transient failures are retried with exponential backoff; a non-retryable failure (bad
  * input) stops the campaign with the step marked `failed`, and nothing finished is lost.
  */
-import { hostname } from 'node:os';
 import { createActivities } from '../../activities/index.js';
-import { campaignKey, storeFor } from '../../activities/io.js';
 import { errorType, isNonRetryable } from '../../activities/errors.js';
 import { runInActivityContext } from '../../activities/context.js';
-import { getJson, putJson, type ArtifactStore } from '../../activities/store/store.js';
+import { storeFor } from '../../store/open.js';
+import type { ArtifactStore } from '../../store/store.js';
 import { runCampaign, type CampaignHost, type CampaignState } from '../../workflows/campaign.js';
 import type { CampaignConfig } from '../../workflows/config.js';
 import type {
@@ -26,26 +25,18 @@ import type {
   CampaignActivities,
   CampaignSummary,
 } from '../../workflows/types.js';
-import { canonicalJson, inputDigest, readStep, writeStep, type StepRecord } from './journal.js';
+import {
+  acquireCampaign,
+  canonicalJson,
+  inputDigest,
+  openCampaign,
+  ProgressRecorder,
+  readStep,
+  writeStatus,
+  writeStep,
+  type StepRecord,
+} from '../records.js';
 import { silentProgress, type ProgressSink } from './progress.js';
-
-export interface CampaignManifest {
-  campaignId: string;
-  engine: 'local' | 'temporal';
-  config: CampaignConfig;
-  configDigest: string;
-  createdAt: string;
-}
-
-export interface CampaignStatus {
-  status: 'running' | 'done' | 'failed' | 'stopped';
-  updatedAt: string;
-  pid?: number;
-  host?: string;
-  error?: string;
-  errorType?: string;
-  step?: string;
-}
 
 export interface LocalRunOptions {
   store: string;
@@ -70,56 +61,6 @@ export class CampaignFailedError extends Error {
   }
 }
 
-export function manifestKey(campaignId: string): string {
-  return campaignKey(campaignId, 'campaign.json');
-}
-
-export function statusKey(campaignId: string): string {
-  return campaignKey(campaignId, 'status.json');
-}
-
-const CAMPAIGN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-export function validateCampaignId(id: string): string {
-  if (!CAMPAIGN_ID.test(id)) {
-    throw new Error(
-      `campaign id '${id}' is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
-    );
-  }
-  return id;
-}
-
-/** Creates the campaign's manifest, or checks that an existing one has the same config. */
-export async function openCampaign(
-  store: ArtifactStore,
-  campaignId: string,
-  config: CampaignConfig,
-  engine: 'local' | 'temporal',
-): Promise<CampaignManifest> {
-  validateCampaignId(campaignId);
-  const key = manifestKey(campaignId);
-  const digest = inputDigest({ config });
-  if (await store.exists(key)) {
-    const manifest = await getJson<CampaignManifest>(store, key);
-    if (manifest.configDigest !== digest) {
-      throw new Error(
-        `campaign '${campaignId}' already exists in ${store.uri} with a different config; ` +
-          `resume it with \`diffem resume ${campaignId}\` or pick a new --id`,
-      );
-    }
-    return manifest;
-  }
-  const manifest: CampaignManifest = {
-    campaignId,
-    engine,
-    config,
-    configDigest: digest,
-    createdAt: new Date().toISOString(),
-  };
-  await putJson(store, key, manifest);
-  return manifest;
-}
-
 export async function runLocalCampaign(options: LocalRunOptions): Promise<CampaignSummary> {
   const store = storeFor(options.store);
   const { campaignId, config } = options;
@@ -128,41 +69,23 @@ export async function runLocalCampaign(options: LocalRunOptions): Promise<Campai
   const activities = options.activities ?? createActivities();
   const maxAttempts = options.maxAttempts ?? 3;
   const retryDelayMs = options.retryDelayMs ?? 1000;
-  const setStatus = (status: CampaignStatus) => putJson(store, statusKey(campaignId), status);
-  await refuseIfRunningElsewhere(store, campaignId);
-  await setStatus({ status: 'running', updatedAt: new Date().toISOString(), pid: process.pid, host: hostname() });
+  await acquireCampaign(store, campaignId);
 
   const host = localHost(store, campaignId, activities, { progress, maxAttempts, retryDelayMs });
   try {
     const summary = await runCampaign(host, { store: store.uri, campaignId, config });
-    await setStatus({ status: 'done', updatedAt: new Date().toISOString() });
+    await writeStatus(store, campaignId, { status: 'done' });
     return summary;
   } catch (error) {
     const step = error instanceof CampaignFailedError ? error.step : undefined;
-    await setStatus({
+    await writeStatus(store, campaignId, {
       status: 'failed',
-      updatedAt: new Date().toISOString(),
       error: error instanceof Error ? error.message : String(error),
       errorType: errorType(error),
       step,
     });
     throw error;
   }
-}
-
-/** Two processes driving one campaign would race on its journal: refuse the second. */
-async function refuseIfRunningElsewhere(store: ArtifactStore, campaignId: string): Promise<void> {
-  if (!(await store.exists(statusKey(campaignId)))) return;
-  const status = await getJson<CampaignStatus>(store, statusKey(campaignId));
-  if (status.status !== 'running' || !status.pid || status.pid === process.pid || status.host !== hostname()) return;
-  try {
-    process.kill(status.pid, 0);
-  } catch {
-    return; // that process is gone: it crashed, and this run resumes its campaign
-  }
-  throw new Error(
-    `campaign '${campaignId}' is being run by process ${status.pid} on this machine; wait for it or stop it first`,
-  );
 }
 
 export interface CallOptions {
@@ -178,13 +101,13 @@ export function localHost(
   activities: CampaignActivities,
   options: CallOptions,
 ): CampaignHost {
-  const progress = new ProgressFile(store, campaignId);
+  const progress = new ProgressRecorder(store, campaignId);
   const sink: ProgressSink = {
     campaign: (event) => options.progress.campaign(event),
     stepStarted: (step, activity, attempt) => options.progress.stepStarted(step, activity, attempt),
     stepFinished: (step, seconds, reused) => {
       options.progress.stepFinished(step, seconds, reused);
-      progress.clear(step);
+      progress.reset();
     },
     stepFailed: (step, error, willRetry) => options.progress.stepFailed(step, error, willRetry),
     heartbeat: (step, details) => {
@@ -198,44 +121,6 @@ export function localHost(
     progress: (event) => options.progress.campaign(event),
     beforeLap: async (_state: CampaignState) => 'continue',
   };
-}
-
-export interface RunningStep {
-  step: string;
-  details: unknown;
-  updatedAt: string;
-}
-
-export function progressKey(campaignId: string): string {
-  return campaignKey(campaignId, 'progress.json');
-}
-
-/**
- * The running step's last heartbeat, persisted at most every 2 s, so `diffem status` in
- * another terminal can draw its progress bar.
- */
-class ProgressFile {
-  private last = 0;
-  private writing: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    private readonly store: ArtifactStore,
-    private readonly campaignId: string,
-  ) {}
-
-  update(step: string, details: unknown): void {
-    const now = Date.now();
-    if (now - this.last < 2000) return;
-    this.last = now;
-    const running: RunningStep = { step, details, updatedAt: new Date(now).toISOString() };
-    this.writing = this.writing
-      .then(() => putJson(this.store, progressKey(this.campaignId), running))
-      .catch(() => undefined);
-  }
-
-  clear(_step: string): void {
-    this.last = 0;
-  }
 }
 
 async function callStep<K extends ActivityName>(

@@ -5,9 +5,8 @@
  * reads a Temporal campaign like a local one.
  */
 import { asActivity } from '../../activities/errors.js';
-import { storeFor } from '../../activities/io.js';
-import { putJson } from '../../activities/store/store.js';
-import { manifestKey, openCampaign, statusKey, type CampaignStatus } from '../local/engine.js';
+import { storeFor } from '../../store/open.js';
+import { openCampaign, readManifest, writeStatus } from '../records.js';
 import type { TemporalEngineActivities } from '../../workflows/temporal.js';
 
 export function createEngineActivities(): TemporalEngineActivities {
@@ -15,20 +14,18 @@ export function createEngineActivities(): TemporalEngineActivities {
     openScheduledCampaign: (input) =>
       asActivity(async () => {
         const store = storeFor(input.store);
-        const existed = await store.exists(manifestKey(input.campaignId));
+        const existed = (await readManifest(store, input.campaignId)) !== null;
         await openCampaign(store, input.campaignId, input.config, 'temporal');
         return { created: !existed };
       }),
     setCampaignStatus: (input) =>
       asActivity(async () => {
-        const status: CampaignStatus = {
+        await writeStatus(storeFor(input.store), input.campaignId, {
           status: input.status,
-          updatedAt: new Date().toISOString(),
           ...(input.error !== undefined && { error: input.error }),
           ...(input.errorType !== undefined && { errorType: input.errorType }),
           ...(input.step !== undefined && { step: input.step }),
-        };
-        await putJson(storeFor(input.store), statusKey(input.campaignId), status);
+        });
       }),
   };
 }

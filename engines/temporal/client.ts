@@ -23,9 +23,8 @@ import {
   type SearchAttributePair,
 } from '@temporalio/common';
 import { parse as parseYaml } from 'yaml';
-import { storeFor } from '../../activities/io.js';
-import { inputDigest } from '../local/journal.js';
-import { openCampaign, validateCampaignId } from '../local/engine.js';
+import { storeFor } from '../../store/open.js';
+import { inputDigest, openCampaign, validateCampaignId } from '../records.js';
 import { parseCampaignConfig, type CampaignConfig } from '../../workflows/config.js';
 import type { CampaignSummary } from '../../workflows/types.js';
 import {

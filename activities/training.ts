@@ -1,85 +1,28 @@
 /**
- * M-step and final-prior training activities.
+ * Training a campaign's denoiser the durable way, for every network kind (the domains prepare
+ * the data and the network: `vector/train.ts`, `images/train.ts`).
  *
- * trainConditional (DiffEM M-step, method.md): re-corrupt every reconstruction x_i with a
- * FRESH operator, y'_i = A'_i x_i + e'_i (streams `recorrupt/lap-k`, `recorrupt-noise/lap-k`;
- * the observed y_i is never reused), then train the conditional denoiser on (x_i, y'_i, A'_i),
- * warm-started from the previous lap's (EMA) weights with a fresh optimiser.
- * Under EM-MMPS the same step trains the unconditional denoiser on the reconstructions.
- * trainPrior: a fresh unconditional denoiser on the final reconstructions.
- *
- * Both checkpoint every `training.checkpointEvery` steps and heartbeat the step and the
- * checkpoint's key; a retry resumes from that checkpoint and, since every step's draws
- * derive from (seed, lap, step), ends with the same weights as an uninterrupted run.
+ * Training checkpoints every `training.checkpointEvery` steps and heartbeats the step and the
+ * checkpoint's key; a retry resumes from that checkpoint and, since every step's draws derive
+ * from (seed, lap, step), ends with the same weights as an uninterrupted run.
  */
-import { conditioning, conditioningWidth, observe } from '../models/channels/channel.js';
-import { checkParams, initMlpParams, type MlpConfig, type ParamMap } from '../models/denoisers/mlp.js';
+import type { ParamMap } from '../models/denoisers/mlp.js';
 import type { NDArray } from '../models/ndarray.js';
-import { exportMlpToOnnx } from '../models/onnx/export-mlp.js';
-import { Rng } from '../models/rng.js';
-import { sha256Hex } from './store/store.js';
 import { exportedWeights, type TrainCheckpoint } from '../models/training/trainer.js';
-import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/config.js';
-import { lapName } from '../workflows/campaign.js';
+import { sha256Hex, type ArtifactStore } from '../store/store.js';
+import { storeFor } from '../store/open.js';
+import { getTensors, putTensors } from '../store/tensors.js';
+import { campaignKeys } from '../workflows/keys.js';
 import type { TrainInput, TrainOutput } from '../workflows/types.js';
+import type { Untimed } from './activity.js';
 import { runTrainingJob } from './compute/run-training.js';
 import type { MlpTrainingJob, UnetTrainingJob } from './compute/training-job.js';
 import { activityContext } from './context.js';
-import { channelOf } from './data.js';
-import { asActivity, BadInputError } from './errors.js';
-import { campaignKey, getTensors, putTensors, storeFor } from './io.js';
-import { trainImageDenoiser } from './images/train.js';
-import { loadSamples } from './shards.js';
-
-export function networkConfig(campaign: CampaignConfig, conditional: boolean): MlpConfig {
-  const config = vectorConfig(campaign);
-  return {
-    dim: config.data.dim,
-    condDim: conditional ? conditioningWidth(channelOf(config)) : 0,
-    hidden: config.model.hidden,
-    embedDim: config.model.embedDim,
-  };
-}
-
-/** Whether a campaign's M-step trains a conditional model (DiffEM) or the prior itself (EM-MMPS). */
-export function mStepIsConditional(config: CampaignConfig): boolean {
-  return config.method === 'diffem';
-}
-
-export function trainConditional(input: TrainInput): Promise<TrainOutput> {
-  if (isImageConfig(input.config))
-    return asActivity(() => trainImageDenoiser(input, 'train', mStepIsConditional(input.config)));
-  return asActivity(() => train(input, 'train', mStepIsConditional(input.config)));
-}
-
-export function trainPrior(input: TrainInput): Promise<TrainOutput> {
-  if (isImageConfig(input.config)) return asActivity(() => trainImageDenoiser(input, 'prior', false));
-  return asActivity(() => train(input, 'prior', false));
-}
+import { BadInputError } from './errors.js';
 
 export interface CheckpointDetails {
   step: number;
   checkpoint: string;
-}
-
-async function train(input: TrainInput, role: 'train' | 'prior', conditional: boolean): Promise<TrainOutput> {
-  const { config, lap } = input;
-  const store = storeFor(input.store);
-  const network = networkConfig(config, conditional);
-  const x = await loadSamples(store, config, input.samples);
-  const cond = conditional ? recorrupt(config, lap, x) : null;
-  let params: ParamMap;
-  if (input.init) {
-    params = (await getTensors(store, input.init)).tensors;
-    checkParams(network, params, input.init.key);
-  } else {
-    params = initMlpParams(network, Rng.derive(config.seed, role === 'prior' ? 'prior-init' : 'init', `lap-${lap}`));
-  }
-  return runCampaignTraining(input, role, {
-    job: { kind: 'mlp', network, data: { x, cond } },
-    params,
-    exportOnnx: (weights) => exportMlpToOnnx(network, weights),
-  });
 }
 
 /** What differs between the networks a campaign trains; `runCampaignTraining` does the rest. */
@@ -100,12 +43,12 @@ export async function runCampaignTraining(
   input: TrainInput,
   role: 'train' | 'prior',
   prepared: PreparedTraining,
-): Promise<TrainOutput> {
-  const started = performance.now();
+): Promise<Untimed<TrainOutput>> {
   const context = activityContext();
   const { config, campaignId, lap } = input;
   const store = storeFor(input.store);
-  const dir = role === 'prior' ? ['final', 'prior'] : [lapName(lap), 'train'];
+  const fileKey = (file: Parameters<typeof campaignKeys.network>[2]) =>
+    campaignKeys.network(campaignId, role === 'prior' ? 'prior' : { lap }, file);
   const training = config.training;
   const steps =
     role === 'prior' ? config.prior.steps : lap === 0 ? (training.firstSteps ?? training.steps) : training.steps;
@@ -123,7 +66,7 @@ export async function runCampaignTraining(
       }),
     ),
   );
-  const checkpointKey = campaignKey(campaignId, ...dir, 'checkpoint.safetensors');
+  const checkpointKey = fileKey('checkpoint.safetensors');
   const details = context.heartbeatDetails as Partial<CheckpointDetails> | undefined;
   const resume = await loadCheckpoint(store, details?.checkpoint ?? checkpointKey, jobDigest);
   const shared = {
@@ -164,31 +107,21 @@ export async function runCampaignTraining(
 
   const weights = exportedWeights(state);
   const meta = { campaign: campaignId, lap: String(lap), role, network: JSON.stringify(network) };
-  const weightsRef = await putTensors(store, campaignKey(campaignId, ...dir, 'weights.safetensors'), weights, meta);
-  const onnx = await store.put(campaignKey(campaignId, ...dir, 'denoiser.onnx'), prepared.exportOnnx(weights));
+  const weightsRef = await putTensors(store, fileKey('weights.safetensors'), weights, meta);
+  const onnx = await store.put(fileKey('denoiser.onnx'), prepared.exportOnnx(weights));
   return {
     weights: weightsRef,
     onnx,
     losses: state.losses.map((l) => Math.round(l * 1e6) / 1e6),
     steps,
     resumedFromStep: resume?.optimizer.step ?? 0,
-    seconds: (performance.now() - started) / 1000,
-    attempt: context.attempt,
   };
-}
-
-/** (x_i, [y'_i, features(A'_i)]) with fresh operators and noise for this lap. */
-function recorrupt(config: CampaignConfig, lap: number, x: NDArray): NDArray {
-  const channel = channelOf(config);
-  const operators = channel.drawOperators(Rng.derive(config.seed, 'recorrupt', `lap-${lap}`), x.shape[0]);
-  const y = observe(Rng.derive(config.seed, 'recorrupt-noise', `lap-${lap}`), operators, x, channel.noiseStd);
-  return conditioning(channel, y, operators);
 }
 
 const GROUPS = ['params', 'm', 'v', 'ema'] as const;
 
 export async function saveCheckpoint(
-  store: ReturnType<typeof storeFor>,
+  store: ArtifactStore,
   key: string,
   state: TrainCheckpoint,
   jobDigest: string,
@@ -211,7 +144,7 @@ export async function saveCheckpoint(
 }
 
 export async function loadCheckpoint(
-  store: ReturnType<typeof storeFor>,
+  store: ArtifactStore,
   key: string,
   jobDigest: string,
 ): Promise<TrainCheckpoint | null> {

@@ -42,3 +42,15 @@ export function openStore(uri: string, options: OpenStoreOptions = {}): Artifact
   }
   return new FsArtifactStore(path.resolve(options.cwd ?? process.cwd(), uri));
 }
+
+const opened = new Map<string, ArtifactStore>();
+
+/** One store client per URI per process (S3 clients keep connection pools). */
+export function storeFor(uri: string): ArtifactStore {
+  let store = opened.get(uri);
+  if (!store) {
+    store = openStore(uri);
+    opened.set(uri, store);
+  }
+  return store;
+}

@@ -9,7 +9,7 @@
  * never a mix.
  */
 import { createHash } from 'node:crypto';
-import type { ArtifactRef } from '../../workflows/types.js';
+import type { ArtifactRef } from './ref.js';
 
 export type { ArtifactRef };
 
@@ -29,9 +29,6 @@ export interface ArtifactStore {
   /** Idempotent: deleting a missing key succeeds. */
   delete(key: string): Promise<void>;
 }
-
-/** The stable failure types, so activities can map them to non-retryable failures. */
-export type ArtifactErrorType = 'ArtifactNotFound' | 'ArtifactCorrupt' | 'InvalidKey';
 
 export class ArtifactNotFoundError extends Error {
   readonly type = 'ArtifactNotFound' as const;

@@ -8,26 +8,26 @@
  * lap records the E-step's network evaluations.
  * Reference: Rozet et al. (NeurIPS 2024), Sec. 4 (EM with MMPS).
  */
-import { initBackend } from '../models/backend.js';
-import { checkParams, MlpNetwork } from '../models/denoisers/mlp.js';
-import { DifferentiableMlp } from '../models/guidance/mlp.js';
-import { MmpsDenoiser, type MmpsSolver } from '../models/guidance/mmps.js';
-import { denseOperator } from '../models/guidance/operator.js';
-import type { NDArray } from '../models/ndarray.js';
-import type { Rng } from '../models/rng.js';
-import { ancestralSample } from '../models/samplers/ancestral.js';
-import type { SamplerProgress } from '../models/samplers/sampler.js';
-import { logLinearSchedule } from '../models/schedule.js';
-import type { CampaignConfig } from '../workflows/config.js';
-import type { ArtifactRef } from '../workflows/types.js';
-import { BadInputError } from './errors.js';
-import { getTensors } from './io.js';
-import type { ArtifactStore } from './store/store.js';
+import { initBackend } from '../../models/backend.js';
+import { checkParams, MlpNetwork } from '../../models/denoisers/mlp.js';
+import { DifferentiableMlp } from '../../models/guidance/mlp.js';
+import { MmpsDenoiser, type MmpsSolver } from '../../models/guidance/mmps.js';
+import { denseOperator } from '../../models/guidance/operator.js';
+import type { NDArray } from '../../models/ndarray.js';
+import type { Rng } from '../../models/rng.js';
+import { ancestralSample } from '../../models/samplers/ancestral.js';
+import type { SamplerProgress } from '../../models/samplers/sampler.js';
+import { logLinearSchedule } from '../../models/schedule.js';
+import type { VectorCampaignConfig } from '../../workflows/config.js';
+import type { ArtifactRef } from '../../workflows/types.js';
+import { BadInputError } from '../errors.js';
+import { getTensors } from '../../store/tensors.js';
+import type { ArtifactStore } from '../../store/store.js';
 import { networkConfig } from './train.js';
 
 export interface MmpsRequest {
   store: ArtifactStore;
-  config: CampaignConfig;
+  config: VectorCampaignConfig;
   /** Weights (safetensors) of the unconditional denoiser to guide. */
   weights: ArtifactRef;
   /** Observations y [n, m] and their operators A [n, m, d]. */
@@ -54,7 +54,7 @@ export interface MmpsResult {
  * else conjugate gradients (the paper's). GMRES suits learned Jacobians better: they are not
  * symmetric, and with several iterations CG can take huge steps on them.
  */
-export function solverOf(config: CampaignConfig): MmpsSolver {
+export function solverOf(config: VectorCampaignConfig): MmpsSolver {
   const estep: { steps: number; mmpsSolver?: MmpsSolver } = config.estep;
   return estep.mmpsSolver ?? 'cg';
 }

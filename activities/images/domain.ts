@@ -1,0 +1,22 @@
+/** The image domain: masked or blurred images, the U-Net, PSNR/SSIM/FID and the image grids. */
+import type { ImageCampaignConfig } from '../../workflows/config.js';
+import type { Domain } from '../domain.js';
+import { prepareImageData, shardImageDataset } from './data.js';
+import { evaluateImages } from './evaluate.js';
+import { initializeImageGaussian } from './gaussian.js';
+import { renderImageFigures } from './records.js';
+import { posteriorSampleImage, samplePriorImage } from './sample.js';
+import { trainImageDenoiser } from './train.js';
+
+export function imageDomain(config: ImageCampaignConfig): Domain {
+  return {
+    prepareData: (input) => prepareImageData(config, input),
+    shardDataset: (input) => shardImageDataset(config, input),
+    initializeGaussian: (input) => initializeImageGaussian(config, input),
+    train: (input, role) => trainImageDenoiser(config, input, role),
+    posteriorSample: (input) => posteriorSampleImage(config, input),
+    evaluate: (input) => evaluateImages(config, input),
+    samplePrior: (input) => samplePriorImage(config, input),
+    renderFigures: (input) => renderImageFigures(config, input),
+  };
+}

@@ -1,0 +1,22 @@
+/** The vector domain: the manifold experiment's data, lap 0, networks, samplers, metrics and figure. */
+import type { VectorCampaignConfig } from '../../workflows/config.js';
+import type { Domain } from '../domain.js';
+import { prepareVectorData, shardVectorDataset } from './data.js';
+import { evaluateVector } from './evaluate.js';
+import { renderVectorFigures } from './figures.js';
+import { initializeVectorGaussian } from './gaussian.js';
+import { posteriorSampleVector, samplePriorVector } from './sample.js';
+import { trainVectorDenoiser } from './train.js';
+
+export function vectorDomain(config: VectorCampaignConfig): Domain {
+  return {
+    prepareData: (input) => prepareVectorData(config, input),
+    shardDataset: (input) => shardVectorDataset(config, input),
+    initializeGaussian: (input) => initializeVectorGaussian(config, input),
+    train: (input, role) => trainVectorDenoiser(config, input, role),
+    posteriorSample: (input) => posteriorSampleVector(config, input),
+    evaluate: (input) => evaluateVector(config, input),
+    samplePrior: (input) => samplePriorVector(config, input),
+    renderFigures: (input) => renderVectorFigures(config, input),
+  };
+}
