@@ -6,11 +6,19 @@ import type { LapStep } from '../workflows/types.js';
 
 const STYLES = {
   /** Rows of the vector scatter figure. */
-  long: { first: 'lap 0 (Gaussian initialisation)', final: (done: number) => `after lap ${done} (final E-step)`, lap: (k: number) => `lap ${k}` },
+  long: {
+    first: 'lap 0 (Gaussian initialisation)',
+    final: (done: number) => `after lap ${done} (final E-step)`,
+    lap: (k: number) => `lap ${k}`,
+  },
   /** Panels of the image reconstruction grid. */
   short: { first: 'lap 0 (Gaussian)', final: (done: number) => `after lap ${done}`, lap: (k: number) => `lap ${k}` },
   /** Titles of each lap's image grid. */
-  estep: { first: 'lap 0 (Gaussian posterior samples)', final: () => 'final E-step', lap: (k: number) => `lap ${k} E-step` },
+  estep: {
+    first: 'lap 0 (Gaussian posterior samples)',
+    final: () => 'final E-step',
+    lap: (k: number) => `lap ${k} E-step`,
+  },
 } as const;
 
 export function lapLabel(step: LapStep, style: keyof typeof STYLES): string {

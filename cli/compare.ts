@@ -8,15 +8,15 @@
  * Writes `campaigns/ID/comparison.json` and the report `campaigns/ID/report.html`.
  * Re-running resumes: finished steps of either campaign are not run again.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { parse as parseYaml } from 'yaml';
 import { storeFor } from '../store/open.js';
 import { putJson } from '../store/store.js';
 import { runLocalCampaign } from '../engines/local/engine.js';
 import { validateCampaignId } from '../engines/records.js';
 import { ConsoleProgress, formatMetrics, type ProgressSink } from '../engines/local/progress.js';
-import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
+import type { CampaignConfig } from '../workflows/config.js';
+import { loadConfigFile } from '../engines/config-file.js';
 import type { CampaignActivities } from '../workflows/types.js';
 import { campaignHistory } from './history.js';
 import {
@@ -82,7 +82,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Compari
         seconds: h.seconds,
       };
     });
-    const final = await loadFinalStage(store, campaignId, configs[method], total);
+    const final = await loadFinalStage(store, campaignId, total);
     runs.push({
       method,
       campaignId,
@@ -117,11 +117,6 @@ export async function runComparison(options: ComparisonOptions): Promise<Compari
   return record;
 }
 
-async function loadConfig(path: string): Promise<CampaignConfig> {
-  const text = await readFile(path, 'utf8');
-  return parseCampaignConfig(parseYaml(text), path);
-}
-
 export async function compareCommand(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
@@ -130,7 +125,7 @@ export async function compareCommand(args: string[]): Promise<void> {
   });
   if (positionals.length !== 1 || !values.store) throw new Error(`usage: ${COMPARE_USAGE}`);
   const path = positionals[0];
-  const config = await loadConfig(path);
+  const config = await loadConfigFile(path);
   const id =
     values.id ??
     (path.split('/').pop() ?? 'comparison').replace(/\.(ya?ml|json)$/i, '').replace(/[^A-Za-z0-9._-]/g, '-');

@@ -3,13 +3,7 @@
  * and the step journal) and the campaign's status.
  */
 import type { ArtifactStore } from '../store/store.js';
-import {
-  listSteps,
-  readLapRecords,
-  requireCampaign,
-  type RunningStep,
-  type StepRecord,
-} from '../engines/records.js';
+import { listSteps, readLapRecords, requireCampaign, type RunningStep, type StepRecord } from '../engines/records.js';
 import { formatDuration } from '../engines/local/progress.js';
 import type { ArtifactRef, Metrics } from '../workflows/types.js';
 

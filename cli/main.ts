@@ -9,19 +9,14 @@
  *   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]
  *   diffem report ID --store URI [--out FILE]
  */
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { parse as parseYaml } from 'yaml';
 import { storeFor } from '../store/open.js';
 import { runLocalCampaign } from '../engines/local/engine.js';
 import { readManifest, readRunningStep, readStatus, readSummary, requireCampaign } from '../engines/records.js';
 import { ConsoleProgress, formatMetrics } from '../engines/local/progress.js';
-import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
-import {
-  campaignHistory,
-  historyTable,
-  progressBar,
-} from './history.js';
+import type { CampaignConfig } from '../workflows/config.js';
+import { ConfigFileError, loadConfigFile } from '../engines/config-file.js';
+import { campaignHistory, historyTable, progressBar } from './history.js';
 
 // The AWS SDK warns on every S3 use that its releases after January 2027 need Node 22; the
 // project supports Node 20, so that one notice is dropped and every other warning shown.
@@ -48,24 +43,6 @@ Temporal (--engine temporal; TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE):
 URI is a directory or s3://bucket/prefix.`;
 
 class UsageError extends Error {}
-
-export async function loadConfigFile(path: string): Promise<CampaignConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new UsageError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-  }
-  let document: unknown;
-  try {
-    document = parseYaml(text);
-  } catch (error) {
-    throw new UsageError(
-      `config file ${path} is not valid YAML: ${error instanceof Error ? error.message : String(error)}`,
-    );
-  }
-  return parseCampaignConfig(document, path);
-}
 
 function defaultId(path: string): string {
   const base = path.split('/').pop() ?? 'campaign';
@@ -211,5 +188,9 @@ main(process.argv.slice(2)).catch((error: unknown) => {
   process.stderr.write(`diffem: ${message}\n`);
   if (error instanceof UsageError) process.stderr.write(`\n${USAGE}\n`);
   process.exitCode =
-    error instanceof UsageError || (error instanceof Error && error.name === 'TemporalUsageError') ? 2 : 1;
+    error instanceof UsageError ||
+    error instanceof ConfigFileError ||
+    (error instanceof Error && error.name === 'TemporalUsageError')
+      ? 2
+      : 1;
 });

@@ -9,11 +9,18 @@ import { createHash } from 'node:crypto';
 import { getTensors } from '../store/tensors.js';
 import { campaignKeys } from '../workflows/keys.js';
 import { getJson, sha256Hex, type ArtifactStore } from '../store/store.js';
-import { listSteps, readStatus, readSummary, requireCampaign, type StepRecord } from '../engines/records.js';
+import {
+  listSteps,
+  readLapRecords,
+  readStatus,
+  readSummary,
+  requireCampaign,
+  type StepRecord,
+} from '../engines/records.js';
 import { curveFunction, type CurveParams } from '../models/manifold.js';
 import { collectRefs } from '../workflows/campaign.js';
 import type { CampaignConfig } from '../workflows/config.js';
-import type { ArtifactRef, Metrics } from '../workflows/types.js';
+import type { ArtifactRef, CampaignSummary, Metrics } from '../workflows/types.js';
 import { campaignHistory } from './history.js';
 
 /** The comparison record that `diffem compare` writes under `campaigns/{id}/comparison.json`. */
@@ -43,7 +50,7 @@ export function comparisonKey(id: string): string {
 }
 
 export interface ReportLap {
-  /** The lap number; the final E-step is `laps + 1`. */
+  /** The lap number; the final E-step's is one past the last lap done. */
   lap: number;
   label: string;
   metrics: Metrics;
@@ -184,7 +191,7 @@ async function loadRun(
       artifacts: h.artifacts,
     };
   });
-  const final = finalStage(steps, summary?.lastMetrics ?? null, config.em.laps + 1, total);
+  const final = finalStage(steps, summary?.lastMetrics ?? null, finalLap(summary, history), total);
   if (final) laps.push(final);
 
   // Scatter projections suit low-dimensional data (the manifold); images have their figures.
@@ -206,15 +213,26 @@ async function loadRun(
   };
 }
 
-/** The final E-step of a campaign (lap `laps + 1`), counting from `before` evaluations. */
+/**
+ * The number the final stage carries: one past the last lap DONE, which is `em.laps` unless
+ * the campaign was stopped early (then the summary, or failing it the lap records, say how many).
+ */
+function finalLap(summary: CampaignSummary | null, history: Array<{ lap: number }>): number {
+  return (summary?.laps ?? history.reduce((last, h) => Math.max(last, h.lap), 0)) + 1;
+}
+
+/** The final E-step of a campaign, counting from `before` evaluations. */
 export async function loadFinalStage(
   store: ArtifactStore,
   campaignId: string,
-  config: CampaignConfig,
   before: number,
 ): Promise<ReportLap | null> {
-  const [steps, summary] = await Promise.all([listSteps(store, campaignId), readSummary(store, campaignId)]);
-  return finalStage(steps, summary?.lastMetrics ?? null, config.em.laps + 1, before);
+  const [steps, summary, history] = await Promise.all([
+    listSteps(store, campaignId),
+    readSummary(store, campaignId),
+    readLapRecords(store, campaignId),
+  ]);
+  return finalStage(steps, summary?.lastMetrics ?? null, finalLap(summary, history), before);
 }
 
 /** The final E-step and what follows it, from the journal's `final/` steps. */

@@ -61,8 +61,11 @@ export const campaignKeys = {
   posteriorShard: (id: string, stage: Stage, index: number) =>
     key(id, stageName(stage), 'estep', `${shardName(index)}.safetensors`),
   /** A trained network's files: the M-step's of a lap, or the final prior's. */
-  network: (id: string, role: { lap: number } | 'prior', file: 'checkpoint.safetensors' | 'weights.safetensors' | 'denoiser.onnx') =>
-    role === 'prior' ? key(id, 'final', 'prior', file) : key(id, lapName(role.lap), 'train', file),
+  network: (
+    id: string,
+    role: { lap: number } | 'prior',
+    file: 'checkpoint.safetensors' | 'weights.safetensors' | 'denoiser.onnx',
+  ) => (role === 'prior' ? key(id, 'final', 'prior', file) : key(id, lapName(role.lap), 'train', file)),
   priorSamples: (id: string) => key(id, 'final', 'prior', 'samples.safetensors'),
 
   figure: (id: string, name: string) => key(id, 'figures', `${name}.png`),

@@ -124,10 +124,7 @@ export async function evaluateImages(
       columns: 4,
     },
   );
-  const figure = await store.put(
-    campaignKeys.figure(input.campaignId, stageName(input.final ? 'final' : lap)),
-    png,
-  );
+  const figure = await store.put(campaignKeys.figure(input.campaignId, stageName(input.final ? 'final' : lap)), png);
   return {
     metrics,
     figures: [figure],

@@ -118,12 +118,7 @@ export async function prepareFid(
     steps: String(fid.classifierSteps),
     trainImages: String(train.images.shape[0]),
   };
-  const weights = await putTensors(
-    store,
-    campaignKeys.fidClassifier(campaignId, 'safetensors'),
-    state.params,
-    meta,
-  );
+  const weights = await putTensors(store, campaignKeys.fidClassifier(campaignId, 'safetensors'), state.params, meta);
   const onnxBytes = exportClassifierToOnnx(classifier, state.params);
   const onnx = await store.put(campaignKeys.fidClassifier(campaignId, 'onnx'), onnxBytes);
   const reference = await storeReference(

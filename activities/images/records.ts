@@ -18,7 +18,10 @@ import { imageShape, loadImageSamples } from './common.js';
 import { clampToData, loadPreview, readTruth } from './evaluate.js';
 import { imageGridPng, type GridPanel } from './figures.js';
 
-export async function renderImageFigures(config: ImageCampaignConfig, input: FigureInput): Promise<Untimed<FigureOutput>> {
+export async function renderImageFigures(
+  config: ImageCampaignConfig,
+  input: FigureInput,
+): Promise<Untimed<FigureOutput>> {
   const { campaignId } = input;
   const store = storeFor(input.store);
   const figures = [];

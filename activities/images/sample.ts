@@ -125,12 +125,7 @@ export async function samplePriorImage(
   }
   checkFinite(rows, `prior samples (model ${input.model.key})`);
   const x = asImages(rows, imageShape(config));
-  const samples = await putTensors(
-    store,
-    campaignKeys.priorSamples(input.campaignId),
-    { x },
-    { sampler: 'heun' },
-  );
+  const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
   const truth = await readTruth(store, input.truth);
   const fid = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));
   const metrics: Record<string, number> = {};

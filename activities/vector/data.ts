@@ -26,7 +26,10 @@ export function channelOf(config: VectorCampaignConfig): VectorChannel {
   return vectorChannel(config.channel, config.data.dim);
 }
 
-export async function prepareVectorData(config: VectorCampaignConfig, input: StepInput): Promise<Untimed<PreparedData>> {
+export async function prepareVectorData(
+  config: VectorCampaignConfig,
+  input: StepInput,
+): Promise<Untimed<PreparedData>> {
   const { campaignId } = input;
   const store = storeFor(input.store);
   const seed = config.seed;
@@ -94,7 +97,11 @@ export async function loadShard(
 }
 
 /** All reconstructions of a lap, concatenated in shard order, [n, d]. */
-export async function loadSamples(store: ArtifactStore, config: VectorCampaignConfig, refs: ArtifactRef[]): Promise<NDArray> {
+export async function loadSamples(
+  store: ArtifactStore,
+  config: VectorCampaignConfig,
+  refs: ArtifactRef[],
+): Promise<NDArray> {
   const parts = await Promise.all(
     refs.map(async (ref) => tensorOf((await getTensors(store, ref)).tensors, 'x', ref.key, [config.data.dim])),
   );

@@ -53,7 +53,10 @@ function round(x: number): number {
   return Number(x.toPrecision(6));
 }
 
-export async function evaluateVector(config: VectorCampaignConfig, input: EvaluateInput): Promise<Untimed<EvaluateOutput>> {
+export async function evaluateVector(
+  config: VectorCampaignConfig,
+  input: EvaluateInput,
+): Promise<Untimed<EvaluateOutput>> {
   const store = storeFor(input.store);
   const x = await loadSamples(store, config, input.samples);
   const shards = await Promise.all(input.shards.map((shard) => loadShard(store, config, shard)));

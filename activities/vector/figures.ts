@@ -13,7 +13,10 @@ import { tensorOf } from '../io.js';
 import { lapLabel } from '../labels.js';
 import { loadSamples } from './data.js';
 
-export async function renderVectorFigures(config: VectorCampaignConfig, input: FigureInput): Promise<Untimed<FigureOutput>> {
+export async function renderVectorFigures(
+  config: VectorCampaignConfig,
+  input: FigureInput,
+): Promise<Untimed<FigureOutput>> {
   const { campaignId } = input;
   const store = storeFor(input.store);
   const curve = await getJson<CurveParams>(store, input.truth.key);

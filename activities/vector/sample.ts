@@ -78,7 +78,10 @@ export async function posteriorSampleVector(
     }
   } else {
     if (!input.weights) {
-      throw new BadInputError('InvalidConfig', `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`);
+      throw new BadInputError(
+        'InvalidConfig',
+        `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`,
+      );
     }
     const result = await mmpsPosteriorSample({
       store,
@@ -93,7 +96,12 @@ export async function posteriorSampleVector(
     passes = result.passes;
   }
   const key = campaignKeys.posteriorShard(campaignId, input.final ? 'final' : lap, shard.index);
-  const samples = await putTensors(store, key, { x }, { lap: String(lap), shard: String(shard.index), method: config.method });
+  const samples = await putTensors(
+    store,
+    key,
+    { x },
+    { lap: String(lap), shard: String(shard.index), method: config.method },
+  );
   return { samples, evaluations: rows * passes };
 }
 
@@ -119,6 +127,13 @@ export async function samplePriorVector(
     await denoiser.dispose?.();
   }
   const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
-  const metrics = await manifoldMetrics(store, config, x, input.clean, input.truth, Rng.derive(config.seed, 'metrics', 'prior'));
+  const metrics = await manifoldMetrics(
+    store,
+    config,
+    x,
+    input.clean,
+    input.truth,
+    Rng.derive(config.seed, 'metrics', 'prior'),
+  );
   return { samples, metrics };
 }

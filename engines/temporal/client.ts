@@ -8,7 +8,6 @@
  * appends the time), and the workflow derives its campaign id from that workflow id
  * (`nightly-2025-01-01T03-00-00Z`), so every run writes to its own place in the store.
  */
-import { readFile } from 'node:fs/promises';
 import {
   Client,
   Connection,
@@ -22,8 +21,8 @@ import {
   type Duration,
   type SearchAttributePair,
 } from '@temporalio/common';
-import { parse as parseYaml } from 'yaml';
 import { storeFor } from '../../store/open.js';
+import { loadConfigFile, parseConfigText } from '../config-file.js';
 import { inputDigest, openCampaign, validateCampaignId } from '../records.js';
 import { parseCampaignConfig, type CampaignConfig } from '../../workflows/config.js';
 import type { CampaignSummary } from '../../workflows/types.js';
@@ -270,9 +269,8 @@ async function scheduleConfig(options: CreateScheduleOptions): Promise<CampaignC
   const given = [options.config, options.configText, options.configPath].filter((c) => c !== undefined).length;
   if (given !== 1) throw new Error('a schedule needs exactly one of: config, configText, configPath');
   if (options.config) return parseCampaignConfig(options.config, `schedule ${options.scheduleId}`);
-  const source = options.configPath ?? `schedule ${options.scheduleId}`;
-  const text = options.configText ?? (await readFile(options.configPath as string, 'utf8'));
-  return parseCampaignConfig(parseYaml(text), source);
+  if (options.configPath !== undefined) return loadConfigFile(options.configPath);
+  return parseConfigText(options.configText ?? '', `schedule ${options.scheduleId}`);
 }
 
 export async function createSchedule(options: CreateScheduleOptions): Promise<{ scheduleId: string }> {
