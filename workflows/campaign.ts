@@ -1,5 +1,5 @@
 /**
- * The campaign definition: DiffEM (method.md) as a sequence of named, memoisable steps.
+ * The campaign definition: DiffEM (docs/method.md) as a sequence of named, memoisable steps.
  *
  *     prepare -> shard -> lap 0 (Gaussian EM, exact posterior samples, fresh model)
  *     lap k = 1..K:  E-step per shard (fan-out) -> evaluate -> M-step (warm start) -> record

@@ -1,5 +1,5 @@
 /**
- * Lap 0 of an image campaign (method.md, initialisation): fit a Gaussian prior to the
+ * Lap 0 of an image campaign (docs/method.md, initialisation): fit a Gaussian prior to the
  * observations by EM with closed-form posteriors, then draw one exact posterior sample per
  * observation, shard by shard (stream `gaussian/shard-i`), as the first reconstructions.
  *

@@ -2,7 +2,7 @@
  * Sampling activities of image campaigns, with the exported U-Net on ONNX Runtime:
  *
  *   E-step        one posterior sample per observation of a shard by the ancestral sampler
- *                 (method.md; `estep.steps` steps on the uniform t grid from 1 to 0, then a
+ *                 (docs/method.md; `estep.steps` steps on the uniform t grid from 1 to 0, then a
  *                 final denoise), conditioned on [y zero-filled, mask] (or [y] for blur);
  *                 stream `estep/lap-k/shard-i`, so a retried shard draws the same numbers;
  *   final prior   `prior.samples` images from the unconditional U-Net by the deterministic

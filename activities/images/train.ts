@@ -1,5 +1,5 @@
 /**
- * M-step and final-prior training of image campaigns (method.md), the U-Net twin of
+ * M-step and final-prior training of image campaigns (docs/method.md), the U-Net twin of
  * `activities/train.ts`:
  *
  *   trainConditional  re-corrupt every reconstruction x_i with a FRESH operator of the channel

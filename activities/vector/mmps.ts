@@ -1,5 +1,5 @@
 /**
- * The EM-MMPS E-step for one shard (the baseline of method.md): the UNCONDITIONAL
+ * The EM-MMPS E-step for one shard (the baseline of docs/method.md): the UNCONDITIONAL
  * denoiser of the previous M-step, loaded from its tfjs weights so that it can be
  * differentiated, guided towards each observation by moment matching
  * (`models/guidance/mmps.ts`) and run through the same ancestral sampler as DiffEM's

@@ -7,7 +7,7 @@
  * posterior of lap 0 and EM-MMPS work for every channel unchanged. What the conditional
  * network sees of A is the channel's `features` (the flattened matrix, or just the mask).
  * `drawOperators` is called with a fresh stream for the M-step re-corruption, so every lap
- * trains on operators the observations never had (method.md, M-step).
+ * trains on operators the observations never had (docs/method.md, M-step).
  */
 import { ndarray, type NDArray } from '../ndarray.js';
 import type { Rng } from '../rng.js';

@@ -5,7 +5,7 @@
  *
  * Operators are kept in factored form (a mask, or a blur kernel), never as dense matrices:
  * an HWC x HWC matrix per image is out of reach already at 28x28. What the conditional
- * network sees is `conditioning(ops, y)`: [y zero-filled, mask] for masks, as method.md
+ * network sees is `conditioning(ops, y)`: [y zero-filled, mask] for masks, as docs/method.md
  * prescribes, or [y] for blur. `drawOperators` is called with a fresh stream for the M-step
  * re-corruption, so every lap trains on operators the observations never had.
  *

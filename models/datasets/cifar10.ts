@@ -6,7 +6,7 @@
  * bytes, each plane row-major 32x32 (https://www.cs.toronto.edu/~kriz/cifar.html). The
  * archive's MD5 below is the one that page publishes for the binary version (170,052,171 bytes).
  * The official split is 50,000 train and 10,000 test images; the test batch is never training
- * data (a defect of the reference code, method.md).
+ * data (a defect of the reference code, docs/method.md).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * What every image loader returns: images NHWC in [-2, 2] (method.md scales data to
+ * What every image loader returns: images NHWC in [-2, 2] (docs/method.md scales data to
  * [-2, 2]: a byte v maps to 4 v / 255 - 2) and their class labels where the source has any.
  */
 import { ndarray, type NDArray } from '../ndarray.js';

@@ -1,5 +1,5 @@
 /**
- * The conditional MLP denoiser of the manifold experiment (method.md):
+ * The conditional MLP denoiser of the manifold experiment (docs/method.md):
  *
  *     h_0 = [c_in x_t, embed(log sigma), cond]
  *     h_l = SiLU(LayerNorm(W_l h_{l-1} + b_l)),  l = 1..L

@@ -1,5 +1,5 @@
 /**
- * The conditional U-Net denoiser of the image experiments (method.md), NHWC throughout:
+ * The conditional U-Net denoiser of the image experiments (docs/method.md), NHWC throughout:
  *
  *     e   = MLP(embed(log sigma))                                time embedding
  *     h   = conv3x3([c_in x_t, cond])                            cond: [y, mask] or [y]

@@ -1,5 +1,5 @@
 /**
- * Ancestral (DDPM-style) sampler for a VE schedule, the E-step sampler of method.md.
+ * Ancestral (DDPM-style) sampler for a VE schedule, the E-step sampler of docs/method.md.
  * On the uniform grid t_k = 1 - k/K with sigma_t = sigma(t_k), sigma_s = sigma(t_{k+1}):
  *
  *     tau = 1 - (sigma_s / sigma_t)^2

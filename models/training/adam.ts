@@ -1,7 +1,7 @@
 /**
  * Adam (Kingma & Ba, ICLR 2015) with global-norm gradient clipping (Pascanu et al. 2013)
  * and an exponential moving average of the weights (Polyak averaging; the EMA weights are
- * what a lap hands on, method.md M-step):
+ * what a lap hands on, docs/method.md M-step):
  *
  *     g <- g * min(1, clip / ||g||_2)
  *     m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2

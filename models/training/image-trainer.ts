@@ -1,7 +1,7 @@
 /**
  * U-Net training: the shared loop of trainer.ts (`trainNetwork`: the weighted denoising loss,
  * Adam, per-step seed-derived draws, exact resumption) over images x [n, H, W, C], with
- * t ~ Beta(3, 3) for images (method.md) and a per-step dropout seed.
+ * t ~ Beta(3, 3) for images (docs/method.md) and a per-step dropout seed.
  */
 import type { ParamMap } from '../denoisers/mlp.js';
 import { UnetNetwork, type UnetConfig } from '../denoisers/unet.js';

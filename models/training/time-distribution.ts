@@ -1,7 +1,7 @@
 /**
  * Where on the schedule the training noise levels fall: t ~ p(t), sigma = sigma(t).
  *
- * - `beta33`: Beta(3, 3), the images' choice (method.md), centred on mid noise;
+ * - `beta33`: Beta(3, 3), the images' choice (docs/method.md), centred on mid noise;
  * - `beta-mixture`: 1/2 Beta(2, 5) + 1/2 Beta(5, 2), the manifold's choice, which puts
  *   mass near both ends: low noise for precise reconstructions, high noise for the
  *   sampler's first steps;

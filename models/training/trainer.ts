@@ -1,6 +1,6 @@
 /**
  * Denoiser training, for every network shape (the MLP's rows, the U-Net's images): minimise
- * the weighted denoising loss of method.md,
+ * the weighted denoising loss of docs/method.md,
  *
  *     L = E_{t, x, z} [ (1/sigma(t)^2 + 1) * mean_j (D(x + sigma z, sigma, c) - x)_j^2 ],
  *
