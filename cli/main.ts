@@ -16,6 +16,7 @@ import { readManifest, readRunningStep, readStatus, readSummary, requireCampaign
 import { ConsoleProgress, formatMetrics } from '../engines/local/progress.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import { ConfigFileError, loadConfigFile } from '../engines/config-file.js';
+import { controlsLocalCampaign, isControlCommand, localControlCommand } from './control.js';
 import { campaignHistory, historyTable, progressBar } from './history.js';
 
 // The AWS SDK warns on every S3 use that its releases after January 2027 need Node 22; the
@@ -30,6 +31,7 @@ const USAGE = `usage:
   diffem resume ID --store URI
   diffem status ID --store URI
   diffem history ID --store URI [--json]
+  diffem pause|unpause|stop|progress ID --store URI [--json]   (embedded engine: before the next step / after this lap)
   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]   (DiffEM and EM-MMPS on the same data)
   diffem report ID --store URI [--out FILE]                       (self-contained HTML report)
 
@@ -69,6 +71,7 @@ const TEMPORAL_COMMANDS = new Set(['worker', 'schedule', 'pause', 'unpause', 'st
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (isControlCommand(command) && (await controlsLocalCampaign(rest))) return localControlCommand(command, rest);
   if (command !== undefined && TEMPORAL_COMMANDS.has(command)) {
     const { temporalCommand } = await import('../engines/temporal/cli.js');
     return temporalCommand(command, rest);

@@ -22,13 +22,25 @@ export interface CampaignManifest {
 }
 
 export interface CampaignStatus {
-  status: 'running' | 'done' | 'failed' | 'stopped';
+  status: 'running' | 'paused' | 'done' | 'failed' | 'stopped';
   updatedAt: string;
   pid?: number;
   host?: string;
   error?: string;
   errorType?: string;
   step?: string;
+}
+
+/**
+ * What a user asked of a campaign on the embedded engine (`diffem pause|unpause|stop ID
+ * --store URI`). The engine reads it before every step: paused, it waits before the next
+ * step; asked to stop, it ends after the lap in progress and runs the final stage on the laps
+ * done (as Temporal's stop does).
+ */
+export interface CampaignControl {
+  paused: boolean;
+  stopRequested: boolean;
+  updatedAt: string;
 }
 
 /** The running step's last heartbeat. */
@@ -149,6 +161,32 @@ export async function writeStatus(
   await putJson(store, campaignKeys.status(campaignId), { ...status, updatedAt: new Date().toISOString() });
 }
 
+export async function readControl(store: ArtifactStore, campaignId: string): Promise<CampaignControl> {
+  return (
+    (await readOptional<CampaignControl>(store, campaignKeys.control(campaignId))) ?? {
+      paused: false,
+      stopRequested: false,
+      updatedAt: '',
+    }
+  );
+}
+
+/** Applies a pause, unpause or stop request; returns the control as now stored. */
+export async function requestControl(
+  store: ArtifactStore,
+  campaignId: string,
+  action: 'pause' | 'unpause' | 'stop',
+): Promise<CampaignControl> {
+  const current = await readControl(store, campaignId);
+  const control: CampaignControl = {
+    paused: action === 'pause' ? true : action === 'unpause' ? false : current.paused,
+    stopRequested: current.stopRequested || action === 'stop',
+    updatedAt: new Date().toISOString(),
+  };
+  await putJson(store, campaignKeys.control(campaignId), control);
+  return control;
+}
+
 export function readSummary(store: ArtifactStore, campaignId: string): Promise<CampaignSummary | null> {
   return readOptional(store, campaignKeys.summary(campaignId));
 }
@@ -183,7 +221,13 @@ export async function listSteps(store: ArtifactStore, campaignId: string): Promi
  */
 export async function acquireCampaign(store: ArtifactStore, campaignId: string): Promise<void> {
   const status = await readStatus(store, campaignId);
-  if (status && status.status === 'running' && status.pid && status.pid !== process.pid && status.host === hostname()) {
+  if (
+    status &&
+    (status.status === 'running' || status.status === 'paused') &&
+    status.pid &&
+    status.pid !== process.pid &&
+    status.host === hostname()
+  ) {
     let alive = true;
     try {
       process.kill(status.pid, 0);

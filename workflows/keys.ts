@@ -40,6 +40,8 @@ export const campaignKeys = {
   manifest: (id: string) => key(id, 'campaign.json'),
   status: (id: string) => key(id, 'status.json'),
   progress: (id: string) => key(id, 'progress.json'),
+  /** Pause and stop requests for a campaign on the embedded engine. */
+  control: (id: string) => key(id, 'control.json'),
   summary: (id: string) => key(id, 'summary.json'),
 
   /** The embedded engine's journal record of one step. */

@@ -11,6 +11,7 @@
  * Transient failures are retried with exponential backoff; a non-retryable failure (bad
  * input) stops the campaign with the step marked `failed`, and nothing finished is lost.
  */
+import { hostname } from 'node:os';
 import { createActivities } from '../../activities/index.js';
 import { errorType, isNonRetryable } from '../../activities/errors.js';
 import { runInActivityContext } from '../../activities/context.js';
@@ -31,9 +32,11 @@ import {
   inputDigest,
   openCampaign,
   ProgressRecorder,
+  readControl,
   readStep,
   writeStatus,
   writeStep,
+  type CampaignControl,
   type StepRecord,
 } from '../records.js';
 import { silentProgress, type ProgressSink } from './progress.js';
@@ -74,7 +77,7 @@ export async function runLocalCampaign(options: LocalRunOptions): Promise<Campai
   const host = localHost(store, campaignId, activities, { progress, maxAttempts, retryDelayMs });
   try {
     const summary = await runCampaign(host, { store: store.uri, campaignId, config });
-    await writeStatus(store, campaignId, { status: 'done' });
+    await writeStatus(store, campaignId, { status: summary.laps < config.em.laps ? 'stopped' : 'done' });
     return summary;
   } catch (error) {
     const step = error instanceof CampaignFailedError ? error.step : undefined;
@@ -114,13 +117,41 @@ export function localHost(
       options.progress.heartbeat(step, details);
       progress.update(step, details);
     },
+    notice: (message) => options.progress.notice(message),
   };
   return {
     call: <K extends ActivityName>(name: K, step: string, input: ActivityInput<K>) =>
       callStep(store, campaignId, activities, name, step, input, { ...options, progress: sink }),
     progress: (event) => options.progress.campaign(event),
-    beforeLap: async (_state: CampaignState) => 'continue',
+    beforeLap: async (state: CampaignState) => {
+      const control = await holdWhilePaused(store, campaignId, sink);
+      if (!control.stopRequested) return 'continue';
+      sink.notice(
+        `stopped before lap ${state.nextLap} as asked: the final stage runs on the ${state.nextLap - 1} laps done`,
+      );
+      return 'stop';
+    },
   };
+}
+
+const PAUSE_POLL_MS = 1000;
+
+/**
+ * Waits while the campaign's control record says paused (a stop request ends the wait, so a
+ * paused campaign can be stopped). The status says `paused` meanwhile, keeping the lock's pid.
+ */
+async function holdWhilePaused(store: ArtifactStore, campaignId: string, sink: ProgressSink): Promise<CampaignControl> {
+  let control = await readControl(store, campaignId);
+  if (!control.paused || control.stopRequested) return control;
+  sink.notice(`paused; \`diffem unpause ${campaignId} --store ${store.uri}\` continues it`);
+  await writeStatus(store, campaignId, { status: 'paused', pid: process.pid, host: hostname() });
+  while (control.paused && !control.stopRequested) {
+    await new Promise((resolve) => setTimeout(resolve, PAUSE_POLL_MS));
+    control = await readControl(store, campaignId);
+  }
+  sink.notice(control.stopRequested ? 'stop requested while paused' : 'unpaused');
+  await writeStatus(store, campaignId, { status: 'running', pid: process.pid, host: hostname() });
+  return control;
 }
 
 async function callStep<K extends ActivityName>(
@@ -145,6 +176,7 @@ async function callStep<K extends ActivityName>(
     options.progress.stepFinished(step, 0, true);
     return record.output as ActivityOutput<K>;
   }
+  await holdWhilePaused(store, campaignId, options.progress);
   record ??= { step, activity: name, inputDigest: digest, status: 'running', executions: [] };
   for (const execution of record.executions) if (execution.outcome === 'running') execution.outcome = 'interrupted';
 

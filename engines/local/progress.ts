@@ -12,6 +12,8 @@ export interface ProgressSink {
   stepFinished(step: string, seconds: number, reused: boolean): void;
   stepFailed(step: string, error: string, willRetry: boolean): void;
   heartbeat(step: string, details: unknown): void;
+  /** A line about the campaign itself (paused, resumed, stopping). */
+  notice(message: string): void;
 }
 
 export function formatDuration(seconds: number): string {
@@ -90,6 +92,11 @@ export class ConsoleProgress implements ProgressSink {
     this.line(`  ${step} ${reused ? 'already done (reused)' : `done in ${formatDuration(seconds)}`}`);
   }
 
+  notice(message: string): void {
+    this.bar = null;
+    this.line(`${this.prefix()} ${message}`);
+  }
+
   stepFailed(step: string, error: string, willRetry: boolean): void {
     this.bar = null;
     this.line(`  ${step} failed${willRetry ? ', retrying' : ''}: ${error}`);
@@ -140,4 +147,5 @@ export const silentProgress: ProgressSink = {
   stepFinished: () => undefined,
   stepFailed: () => undefined,
   heartbeat: () => undefined,
+  notice: () => undefined,
 };
