@@ -3,7 +3,9 @@
  * not available on the machines that run this suite, so the images are not built here; what is
  * checked is what broke deployments before: unpinned images, a setup step that raced the
  * server and hid its failures (its shell script is run here against a scripted `temporal`),
- * GPU reservations, the data volume, shutdown grace, the Node base and the CUDA stacks.
+ * GPU reservations, the data volume, shutdown grace, the Node base and the CUDA stacks. The
+ * file is loaded by the Compose Specification's own loader (compose-go, what `docker compose
+ * config` runs; tools/compose), built on demand like kustomize.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { TASK_QUEUES } from '../workflows/temporal.js';
 import { REPO } from './helpers/cli.js';
+import { COMPOSE_CONFIG, goToolBinary, runGoTool } from './helpers/go-tools.js';
 
 interface Service {
   image?: string;
@@ -119,7 +122,71 @@ esac
   return bin;
 }
 
+const COMPOSE_FILE = path.join(REPO, 'docker', 'docker-compose.yml');
+
+async function loadCompose(
+  file: string,
+  profiles: string[],
+): Promise<{ code: number; project: Compose | null; stderr: string }> {
+  const result = await runGoTool(COMPOSE_CONFIG, [...profiles.flatMap((p) => ['-profile', p]), file]);
+  return {
+    code: result.code,
+    project: result.code === 0 ? (JSON.parse(result.stdout) as Compose) : null,
+    stderr: result.stderr,
+  };
+}
+
 describe('docker compose', () => {
+  before(async () => {
+    await goToolBinary(COMPOSE_CONFIG);
+  });
+
+  test('the Compose Specification loader accepts the file under each profile', async () => {
+    const expected: Record<string, string[]> = {
+      'cpu-only': ['worker-cpu', 'worker-gpu-on-cpu'],
+      gpu: ['worker-cpu', 'worker-gpu-sample', 'worker-gpu-train'],
+      tools: ['cli', 'worker-cpu'],
+    };
+    for (const [profile, workersOf] of Object.entries(expected)) {
+      const { code, project, stderr } = await loadCompose(COMPOSE_FILE, [profile]);
+      assert.equal(code, 0, `--profile ${profile}: ${stderr}`);
+      const names = Object.keys(project!.services);
+      for (const always of ['postgresql', 'temporal', 'temporal-setup', 'temporal-ui', 'minio', 'minio-setup']) {
+        assert.ok(names.includes(always), `--profile ${profile} lacks ${always}`);
+      }
+      assert.deepEqual(
+        names.filter((n) => n.startsWith('worker-') || n === 'cli').sort(),
+        workersOf,
+        `--profile ${profile}`,
+      );
+      // Interpolated with an empty environment: every image resolves to a tag.
+      for (const [name, service] of Object.entries(project!.services)) {
+        assert.match(service.image ?? '', /^[\w./-]+:[\w.-]+$/, name);
+      }
+    }
+  });
+
+  test('the loader rejects a misspelt field and a dependency on a missing service', async () => {
+    const text = await readFile(COMPOSE_FILE, 'utf8');
+    const misspelt = path.join(workspace, 'misspelt.yml');
+    await writeFile(misspelt, text.replace('    stop_grace_period: 90s\n', '    stop_grace_periods: 90s\n'));
+    const bad = await loadCompose(misspelt, ['cpu-only']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /stop_grace_periods/);
+
+    const dangling = path.join(workspace, 'dangling.yml');
+    await writeFile(
+      dangling,
+      text.replace(
+        '      temporal-setup:\n        condition: service_completed_successfully',
+        '      temporal-setupp:\n        condition: service_completed_successfully',
+      ),
+    );
+    const missing = await loadCompose(dangling, ['cpu-only']);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /temporal-setupp/);
+  });
+
   test('every image is pinned to a version (never latest or a bare name)', () => {
     for (const [name, service] of Object.entries(compose.services)) {
       assert.ok(service.image, `${name} has no image`);

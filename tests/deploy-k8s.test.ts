@@ -14,7 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import { TASK_QUEUES } from '../workflows/temporal.js';
 import { REPO } from './helpers/cli.js';
 import { manifestProblems } from './helpers/k8s-schema.js';
-import { kustomize, kustomizeBinary } from './helpers/kustomize.js';
+import { goToolBinary, KUSTOMIZE, runGoTool } from './helpers/go-tools.js';
 
 type Doc = Record<string, unknown> & {
   apiVersion: string;
@@ -70,7 +70,7 @@ function parseDocs(text: string): Doc[] {
 }
 
 async function render(dir: string, overlay: string): Promise<Doc[]> {
-  const result = await kustomize(['build', path.join(dir, 'overlays', overlay)]);
+  const result = await runGoTool(KUSTOMIZE, ['build', path.join(dir, 'overlays', overlay)]);
   assert.equal(result.code, 0, `kustomize build overlays/${overlay} failed:\n${result.stderr}`);
   return parseDocs(result.stdout);
 }
@@ -127,7 +127,7 @@ function gpuRequest(c: Container): unknown {
 
 before(async () => {
   workspace = await mkdtemp(path.join(tmpdir(), 'diffem-deploy-k8s-'));
-  await kustomizeBinary();
+  await goToolBinary(KUSTOMIZE);
   const dir = await copyOfK8s(true);
   for (const overlay of OVERLAYS) rendered.set(overlay, await render(dir, overlay));
 });
@@ -197,7 +197,8 @@ describe('k8s overlays', () => {
     assert.deepEqual(images.sort(), ['diffem-cpu', 'diffem-gpu-sample', 'diffem-gpu-train']);
 
     const dir = await copyOfK8s(true);
-    const edit = await kustomize(
+    const edit = await runGoTool(
+      KUSTOMIZE,
       ['edit', 'set', 'image', 'diffem-gpu-train=registry.example/diffem-gpu-train:1.2.3'],
       path.join(dir, 'overlays', 'gpu'),
     );
@@ -243,7 +244,7 @@ describe('k8s overlays', () => {
 
     // Without the credentials file nothing renders, and the error names the file.
     const bare = await copyOfK8s(false);
-    const result = await kustomize(['build', path.join(bare, 'overlays', 'gpu')]);
+    const result = await runGoTool(KUSTOMIZE, ['build', path.join(bare, 'overlays', 'gpu')]);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /s3\.env/);
   });
