@@ -1,5 +1,5 @@
 /**
- * k8s/: renders each overlay with the real kustomize (tests/helpers/kustomize.ts), validates
+ * k8s/: renders each overlay with the real kustomize (tests/helpers/go-tools.ts), validates
  * every manifest against the Kubernetes API schemas (and the KEDA / External Secrets CRDs), and
  * checks what a cluster needs of them: one image name per deployment, no committed credentials,
  * probes on the worker health endpoint, GPUs only where the GPU stacks run, KEDA triggers on the
