@@ -36,7 +36,7 @@ const USAGE = `usage:
   diffem report ID --store URI [--out FILE]                       (self-contained HTML report)
 
 Temporal (--engine temporal; TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE):
-  diffem worker [--queue diffem-cpu|diffem-gpu|all] [--concurrency N] [--workflow-bundle FILE] [--role both|workflows|activities] [--shutdown-grace 60s]
+  diffem worker [--queue diffem-cpu|diffem-gpu-train|diffem-gpu-sample|diffem-gpu|all] [--device auto|cpu|cuda] [--health-port PORT] [--concurrency N] [--workflow-bundle FILE] [--role both|workflows|activities] [--shutdown-grace 60s]
   diffem worker bundle --out FILE
   diffem pause|unpause|stop|progress ID [--address HOST:PORT] [--namespace NS] [--json]
   diffem schedule create ID CONFIG.yaml --store URI (--cron EXPR | --every DURATION) [--paused] [--note TEXT] [--laps-per-run N] [--search-attributes]

@@ -58,15 +58,40 @@ import type {
 /** The workflow type name that clients, schedules and histories refer to. */
 export const WORKFLOW_TYPE = 'diffemCampaign';
 
-export const DEFAULT_QUEUES = { cpu: 'diffem-cpu', gpu: 'diffem-gpu' } as const;
+/**
+ * The task queues, one per kind of worker image. Training (tfjs-node-gpu: CUDA 11, cuDNN 8) and
+ * sampling (ONNX Runtime's CUDA provider: CUDA 12, cuDNN 9) need CUDA stacks that no single
+ * image provides cleanly, so each GPU stack polls its own queue (docker/, k8s/).
+ */
+export const TASK_QUEUES = { cpu: 'diffem-cpu', train: 'diffem-gpu-train', sample: 'diffem-gpu-sample' } as const;
 
+export interface CampaignQueues {
+  cpu: string;
+  train: string;
+  sample: string;
+}
+
+/**
+ * Campaigns started before the GPU queue was split carry `{ cpu, gpu }` in their input; their
+ * training and sampling stay on that one queue.
+ */
+export type QueueOption = CampaignQueues | { cpu: string; gpu: string };
+
+export const DEFAULT_QUEUES: CampaignQueues = TASK_QUEUES;
+
+/** Activities that train the network (tfjs) go to the training workers. */
+export const TRAIN_ACTIVITIES: readonly ActivityName[] = ['trainConditional', 'trainPrior'];
+/** Activities that run the exported network (ONNX Runtime) go to the sampling workers. */
+export const SAMPLE_ACTIVITIES: readonly ActivityName[] = ['posteriorSample', 'samplePrior'];
 /** Activities that run the network (training, sampling) go to the GPU workers. */
-export const GPU_ACTIVITIES: readonly ActivityName[] = [
-  'posteriorSample',
-  'trainConditional',
-  'trainPrior',
-  'samplePrior',
-];
+export const GPU_ACTIVITIES: readonly ActivityName[] = [...SAMPLE_ACTIVITIES, ...TRAIN_ACTIVITIES];
+
+/** The task queue an activity is scheduled on. */
+export function queueFor(name: ActivityName, queues: QueueOption): string {
+  if (!GPU_ACTIVITIES.includes(name)) return queues.cpu;
+  if ('gpu' in queues) return queues.gpu;
+  return TRAIN_ACTIVITIES.includes(name) ? queues.train : queues.sample;
+}
 
 export { NON_RETRYABLE_ERROR_TYPES } from './errors.js';
 
@@ -127,7 +152,7 @@ export interface TemporalCampaignOptions {
   /** The metric shown as the campaign's headline in memo and search attributes. */
   headlineMetric?: string;
   /** Task queue names (tests use unique ones so they cannot collide with real workers). */
-  queues?: { cpu: string; gpu: string };
+  queues?: QueueOption;
   /** Per-activity overrides of DEFAULT_TIMEOUTS (large image campaigns need longer ones). */
   timeouts?: Partial<Record<ActivityName, StepTimeouts>>;
   /**
@@ -339,7 +364,7 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
     call<K extends ActivityName>(name: K, step: string, activityInput: ActivityInput<K>): Promise<ActivityOutput<K>> {
       const defaults = DEFAULT_TIMEOUTS[name];
       const timeouts: StepTimeouts = { ...defaults, ...options.timeouts?.[name] };
-      const queue = GPU_ACTIVITIES.includes(name) ? queues.gpu : queues.cpu;
+      const queue = queueFor(name, queues);
       const proxy = proxyActivities<CampaignActivities>(activityOptions(name, step, queue, timeouts));
       const fn = proxy[name] as unknown as (i: ActivityInput<K>) => Promise<ActivityOutput<K>>;
       return fn(activityInput);

@@ -18,12 +18,14 @@ import {
   unpauseSchedule,
   type TemporalTarget,
 } from './client.js';
-import { bundleWorkflows, runWorker, type QueueChoice } from './worker.js';
+import { DEVICE_CHOICES } from './health.js';
+import { bundleWorkflows, QUEUE_CHOICES, runWorker } from './worker.js';
 
 export const TEMPORAL_COMMANDS = ['worker', 'schedule', 'pause', 'unpause', 'stop', 'progress'] as const;
 
 export const TEMPORAL_USAGE = `Temporal engine (server: --address or TEMPORAL_ADDRESS, --namespace or TEMPORAL_NAMESPACE):
-  diffem worker [--queue diffem-cpu|diffem-gpu|all] [--concurrency N] [--workflow-bundle FILE]
+  diffem worker [--queue diffem-cpu|diffem-gpu-train|diffem-gpu-sample|diffem-gpu|all] [--concurrency N]
+                [--device auto|cpu|cuda] [--health-port PORT] [--workflow-bundle FILE]
                 [--role both|workflows|activities] [--shutdown-grace 60s]
   diffem worker bundle --out FILE
   diffem pause ID | diffem unpause ID | diffem stop ID | diffem progress ID [--json]
@@ -76,6 +78,13 @@ function positiveInt(text: string | undefined, flag: string): number | undefined
   return n;
 }
 
+function port(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new TemporalUsageError(`${flag} must be a port number 0-65535, got '${text}'`);
+  return n;
+}
+
 function describeProgress(p: CampaignProgressView): string {
   const state = p.paused ? 'paused' : p.stopRequested ? 'stopping after this lap' : p.phase;
   return (
@@ -92,6 +101,8 @@ async function workerCommand(args: string[]): Promise<void> {
     'workflow-bundle': { type: 'string' },
     role: { type: 'string', default: 'both' },
     'shutdown-grace': { type: 'string' },
+    device: { type: 'string', default: 'auto' },
+    'health-port': { type: 'string' },
     out: { type: 'string' },
   });
   if (positionals[0] === 'bundle') {
@@ -101,22 +112,30 @@ async function workerCommand(args: string[]): Promise<void> {
     return;
   }
   if (positionals.length) throw new TemporalUsageError(`unexpected argument '${positionals[0]}' for 'worker'`);
-  const queue = values.queue as QueueChoice;
-  if (queue !== 'diffem-cpu' && queue !== 'diffem-gpu' && queue !== 'all') {
-    throw new TemporalUsageError(`--queue must be diffem-cpu, diffem-gpu or all, got '${values.queue}'`);
+  const queue = QUEUE_CHOICES.find((choice) => choice === values.queue);
+  if (queue === undefined) {
+    throw new TemporalUsageError(
+      `--queue must be diffem-cpu, diffem-gpu or all, or one GPU stack's queue (diffem-gpu-train, ` +
+        `diffem-gpu-sample), got '${values.queue}'`,
+    );
   }
+  const device = DEVICE_CHOICES.find((choice) => choice === values.device);
+  if (device === undefined) {
+    throw new TemporalUsageError(`--device must be auto, cpu or cuda, got '${values.device}'`);
+  }
+  const healthPort = values['health-port'] === undefined ? undefined : port(values['health-port'], '--health-port');
   const role = values.role;
   if (role !== 'both' && role !== 'workflows' && role !== 'activities') {
     throw new TemporalUsageError(`--role must be both, workflows or activities, got '${role}'`);
   }
   const concurrency = positiveInt(values.concurrency, '--concurrency');
-  process.stderr.write(
-    `diffem: worker polling ${queue === 'all' ? 'diffem-cpu and diffem-gpu' : queue} (Ctrl-C drains and stops)\n`,
-  );
+  process.stderr.write(`diffem: worker for queue ${queue}, device ${device} (Ctrl-C drains and stops)\n`);
   await runWorker({
     ...target(values),
     queue,
     role,
+    device,
+    ...(healthPort !== undefined && { healthPort }),
     ...(concurrency && { concurrency }),
     ...(values['workflow-bundle'] && { workflowBundle: values['workflow-bundle'] }),
     ...(values['shutdown-grace'] && { shutdownGraceTime: values['shutdown-grace'] }),

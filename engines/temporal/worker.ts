@@ -2,8 +2,12 @@
  * Temporal workers for campaigns: one worker per task queue, so GPU machines poll only the
  * GPU queue and the number of trainings / samplers that share a device is bounded.
  *
- *   diffem-cpu  the workflow itself and the CPU activities (data, evaluation, records, figures)
- *   diffem-gpu  training and sampling (posteriorSample, trainConditional, trainPrior, samplePrior)
+ *   diffem-cpu         the workflow itself and the CPU activities (data, evaluation, records, figures)
+ *   diffem-gpu-train   training (trainConditional, trainPrior): tfjs, CUDA 11 / cuDNN 8 image
+ *   diffem-gpu-sample  sampling (posteriorSample, samplePrior): ONNX Runtime, CUDA 12 / cuDNN 9 image
+ *
+ * `--queue diffem-gpu` serves both GPU queues in one process (a machine whose image has both
+ * stacks, or the CPU-only deployments).
  *
  * The workflow code runs from a prebuilt bundle when one is given (`diffem worker bundle`
  * writes it at image build time), so a worker starts without webpack and runs exactly the
@@ -15,10 +19,19 @@ import { fileURLToPath } from 'node:url';
 import type { Duration } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
-import { DEFAULT_QUEUES } from '../../workflows/temporal.js';
+import type { DeviceChoice } from '../../models/backend.js';
+import { DEFAULT_QUEUES, type QueueOption } from '../../workflows/temporal.js';
 import { createEngineActivities } from './activities.js';
+import { checkWorkerDevices, describeDevices, startHealthServer, workerReadiness } from './health.js';
 
-export type QueueChoice = 'diffem-gpu' | 'diffem-cpu' | 'all';
+export type QueueChoice = 'diffem-cpu' | 'diffem-gpu-train' | 'diffem-gpu-sample' | 'diffem-gpu' | 'all';
+export const QUEUE_CHOICES: readonly QueueChoice[] = [
+  'diffem-cpu',
+  'diffem-gpu-train',
+  'diffem-gpu-sample',
+  'diffem-gpu',
+  'all',
+];
 
 export interface RunWorkerOptions {
   /** host:port of the Temporal frontend (default TEMPORAL_ADDRESS, else localhost:7233). */
@@ -50,9 +63,18 @@ export interface RunWorkerOptions {
    */
   shutdownGraceTime?: Duration;
   /** Task queue names; tests use unique ones. */
-  queues?: { cpu: string; gpu: string };
+  queues?: QueueOption;
   /** An existing connection (tests); it is not closed by the worker. */
   connection?: NativeConnection;
+  /**
+   * The device the GPU queues' libraries must get, checked before polling (health.ts): 'cuda'
+   * fails the start without a GPU. Default 'auto'; the CPU queue checks nothing.
+   */
+  device?: DeviceChoice;
+  /** Serve /healthz and /readyz on this port (0: any free port). */
+  healthPort?: number;
+  /** Start-up lines (devices, health port); default stderr. */
+  log?: (line: string) => void;
 }
 
 export const DEFAULT_SHUTDOWN_GRACE_TIME = '60s';
@@ -105,6 +127,15 @@ export async function createWorkers(options: RunWorkerOptions): Promise<Campaign
   const address = temporalAddress(options.address);
   const namespace = temporalNamespace(options.namespace);
   const queues = options.queues ?? DEFAULT_QUEUES;
+  const gpuQueues = 'gpu' in queues ? { train: queues.gpu, sample: queues.gpu } : queues;
+  const serveTrain = ['diffem-gpu-train', 'diffem-gpu', 'all'].includes(options.queue);
+  const serveSample = ['diffem-gpu-sample', 'diffem-gpu', 'all'].includes(options.queue);
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // Before connecting: a worker without its device must not take tasks it cannot run.
+  if (serveTrain || serveSample) {
+    const reports = await checkWorkerDevices({ train: serveTrain, sample: serveSample }, options.device ?? 'auto');
+    log(`diffem: worker devices: ${describeDevices(reports)}`);
+  }
   const owned = !options.connection;
   const connection = options.connection ?? (await connectWorker(address));
   const activities = { ...createActivities(), ...createEngineActivities() };
@@ -135,12 +166,15 @@ export async function createWorkers(options: RunWorkerOptions): Promise<Campaign
         }),
       );
     }
-    if (options.queue === 'diffem-gpu' || options.queue === 'all') {
+    const gpuTaskQueues = new Set<string>();
+    if (serveTrain) gpuTaskQueues.add(gpuQueues.train);
+    if (serveSample) gpuTaskQueues.add(gpuQueues.sample);
+    for (const taskQueue of gpuTaskQueues) {
       workers.push(
         await Worker.create({
           connection,
           namespace,
-          taskQueue: queues.gpu,
+          taskQueue,
           activities,
           maxConcurrentActivityTaskExecutions: options.queue === 'all' ? 1 : (options.concurrency ?? 1),
           shutdownGraceTime,
@@ -159,9 +193,15 @@ export async function createWorkers(options: RunWorkerOptions): Promise<Campaign
     workers,
     shutdown,
     run: async () => {
+      const health =
+        options.healthPort === undefined
+          ? null
+          : await startHealthServer(options.healthPort, workerReadiness(workers, connection));
+      if (health) log(`diffem: health endpoint on :${health.port} (/healthz, /readyz)`);
       try {
         await Promise.all(workers.map((worker) => worker.run()));
       } finally {
+        await health?.close();
         if (owned) await connection.close();
       }
     },
