@@ -11,7 +11,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { parseS3Uri, s3ClientConfig, type S3StoreOptions } from '../../activities/store/s3.js';
+import { parseS3Uri, s3ClientConfig, type S3StoreOptions } from '../../store/s3.js';
 
 export type BucketOutcome = 'created' | 'exists';
 
