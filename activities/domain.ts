@@ -1,10 +1,10 @@
 /**
- * The one place where a campaign's kind is told apart. A domain does each activity's work for
- * one kind of data: vectors (the manifold: dense operators, the MLP, curve metrics) or images
- * (masks and blur, the U-Net, PSNR/SSIM/FID). The activities (`index.ts`) are the same for
- * both: they pick the domain of their input's config and time the call.
+ * What a domain does: each activity's work for one kind of data, vectors (the manifold: dense
+ * operators, the MLP, curve metrics; `vector/`) or images (masks and blur, the U-Net,
+ * PSNR/SSIM/FID; `images/`). The activities (`index.ts`) are the same for both: they pick the
+ * domain of their input's config, in the one place where a campaign's kind is told apart.
  */
-import { isImageConfig, type CampaignConfig } from '../workflows/config.js';
+import type { CampaignConfig } from '../workflows/config.js';
 import type {
   ArtifactRef,
   EvaluateInput,
@@ -24,8 +24,6 @@ import type {
   TrainOutput,
 } from '../workflows/types.js';
 import type { Untimed } from './activity.js';
-import { imageDomain } from './images/domain.js';
-import { vectorDomain } from './vector/domain.js';
 
 /** Which network a training step fits: DiffEM's conditional M-step, EM-MMPS's prior, or the final prior. */
 export type TrainingRole = { role: 'train' | 'prior'; conditional: boolean };
@@ -39,10 +37,6 @@ export interface Domain {
   evaluate(input: EvaluateInput): Promise<Untimed<EvaluateOutput>>;
   samplePrior(input: SamplePriorInput): Promise<Untimed<SamplePriorOutput>>;
   renderFigures(input: FigureInput): Promise<Untimed<FigureOutput>>;
-}
-
-export function domainOf(config: CampaignConfig): Domain {
-  return isImageConfig(config) ? imageDomain(config) : vectorDomain(config);
 }
 
 /** Whether a campaign's M-step trains a conditional model (DiffEM) or the prior itself (EM-MMPS). */

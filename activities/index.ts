@@ -6,11 +6,19 @@
  */
 import { putJson } from '../store/store.js';
 import { storeFor } from '../store/open.js';
+import { isImageConfig, type CampaignConfig } from '../workflows/config.js';
 import { campaignKeys } from '../workflows/keys.js';
 import type { CampaignActivities } from '../workflows/types.js';
 import { timedActivity } from './activity.js';
-import { domainOf, mStepIsConditional } from './domain.js';
+import { mStepIsConditional, type Domain } from './domain.js';
+import { imageDomain } from './images/domain.js';
+import { vectorDomain } from './vector/domain.js';
 import { asActivity } from './errors.js';
+
+/** The one place where a campaign's kind is told apart. */
+function domainOf(config: CampaignConfig): Domain {
+  return isImageConfig(config) ? imageDomain(config) : vectorDomain(config);
+}
 
 export function createActivities(): CampaignActivities {
   return {
