@@ -56,12 +56,9 @@ describe('tiny masked-MNIST campaign through the CLI', () => {
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'diffem-mnist-'));
     store = path.join(dir, 'store');
-    const started = Date.now();
     const result = await runCli(['run', 'examples/mnist-masked-tiny.yaml', '--store', store, '--id', 'tiny']);
     assert.equal(result.code, 0, result.stderr);
     stdout = result.stdout;
-    // The example promises under 3 minutes on 2 cores; allow for a busy test machine.
-    assert.ok(Date.now() - started < 6 * 60_000, `took ${(Date.now() - started) / 1000}s`);
     history = await historyOf(store, 'tiny');
   });
 
