@@ -40,7 +40,7 @@ test('the tiny campaign runs, survives a flaky endpoint and a SIGKILL on S3, and
     // The watcher talks to S3 directly: only the campaign goes through the flaky proxy.
     const status = await runCli(['status', 'tiny', '--store', uri, '--json'], s3.env);
     if (status.code === 0 && (JSON.parse(status.stdout) as { lapsRecorded: number }).lapsRecorded >= 1) break;
-    assert.ok(Date.now() - started < 120_000, 'lap 0 was recorded in time');
+    assert.ok(Date.now() - started < 600_000, 'lap 0 was recorded within 10 minutes');
     await new Promise((r) => setTimeout(r, 200));
   }
   child.kill('SIGKILL');
