@@ -30,9 +30,6 @@ export interface ArtifactStore {
   delete(key: string): Promise<void>;
 }
 
-/** The stable failure types, so activities can map them to non-retryable failures. */
-export type ArtifactErrorType = 'ArtifactNotFound' | 'ArtifactCorrupt' | 'InvalidKey';
-
 export class ArtifactNotFoundError extends Error {
   readonly type = 'ArtifactNotFound' as const;
   override readonly name = 'ArtifactNotFoundError';
