@@ -3,7 +3,7 @@
  * draw one exact posterior sample per observation, shard by shard (stream
  * `gaussian/shard-i`), as the first reconstructions (method.md, initialisation).
  */
-import { fitGaussianEM, samplePosterior } from '../models/gaussian.js';
+import { fitGaussianEM, samplePosterior } from '../models/gaussian/dense.js';
 import { concatRows, ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { isImageConfig, vectorConfig } from '../workflows/config.js';

@@ -1,17 +1,114 @@
 /**
- * Symmetric eigendecomposition in O(k^3) for the wide features of FID (Inception's 2048):
- * Householder reduction to tridiagonal form, then the implicit QL algorithm, as in EISPACK's
- * tred2 / tql2 (Martin, Reinsch & Wilkinson; Bowdler et al., Handbook for Automatic
- * Computation, Vol. II, 1971), in the public-domain form of JAMA. `models/metrics/images.ts`'s
- * cyclic Jacobi is more accurate for tiny eigenvalues but costs many sweeps of O(k^3); here one
- * reduction does, which takes 2048 x 2048 from hours to about a minute in JavaScript.
+ * Eigendecomposition of a real symmetric matrix, the one solver of the project (lap-0
+ * factor models, Frechet distances). Two algorithms behind one entry point, chosen by width:
+ *
+ * - k <= JACOBI_MAX_WIDTH: cyclic Jacobi rotations (Golub & Van Loan, "Matrix Computations",
+ *   4th ed., Sec. 8.5). O(k^3) per sweep and a handful of sweeps, but accurate to working
+ *   precision for every eigenvalue, small ones included, which the square roots of nearly
+ *   singular covariances need.
+ * - wider: Householder reduction to tridiagonal form and the implicit QL algorithm, as in
+ *   EISPACK's tred2 / tql2 (Martin, Reinsch & Wilkinson; Bowdler et al., Handbook for
+ *   Automatic Computation, Vol. II, 1971), in the public-domain form of JAMA. One O(k^3)
+ *   reduction instead of many sweeps: Inception's 2048 features take about a minute in
+ *   JavaScript instead of hours.
+ *
+ * Both symmetrise their input first ((A + A^T) / 2) and return eigenvalues ascending.
  */
 
-/** Eigenvalues (ascending) and, when `vectors` is true, eigenvectors as columns of V [k, k]. */
-export function tridiagonalEigen(
+/** Widest matrix solved by Jacobi; wider ones go through the tridiagonal QL algorithm. */
+export const JACOBI_MAX_WIDTH = 256;
+
+export interface SymmetricEigen {
+  /** Eigenvalues, ascending. */
+  values: Float64Array;
+  /** Eigenvectors as the columns of a [k, k] row-major matrix, in the order of `values`. */
+  vectors: Float64Array;
+}
+
+export interface EigenOptions {
+  /** False: eigenvalues only (the wide solver then skips accumulating rotations); `vectors` is null. */
+  vectors?: boolean;
+}
+
+/** Eigenvalues (ascending) of the symmetric `matrix [k, k]` and, by default, its eigenvectors. */
+export function symmetricEigen(matrix: ArrayLike<number>, k: number): SymmetricEigen;
+export function symmetricEigen(
   matrix: ArrayLike<number>,
   k: number,
-  vectors = true,
+  options: EigenOptions,
+): { values: Float64Array; vectors: Float64Array | null };
+export function symmetricEigen(
+  matrix: ArrayLike<number>,
+  k: number,
+  options: EigenOptions = {},
+): { values: Float64Array; vectors: Float64Array | null } {
+  if (matrix.length !== k * k) throw new RangeError(`symmetricEigen: ${matrix.length} entries is not [${k}, ${k}]`);
+  const vectors = options.vectors ?? true;
+  if (k <= JACOBI_MAX_WIDTH) {
+    const result = jacobiEigen(matrix, k);
+    return vectors ? result : { values: result.values, vectors: null };
+  }
+  return tridiagonalEigen(matrix, k, vectors);
+}
+
+/** Cyclic Jacobi rotations (Golub & Van Loan, Sec. 8.5); eigenvalues ascending. */
+function jacobiEigen(matrix: ArrayLike<number>, k: number, maxSweeps = 100): SymmetricEigen {
+  const a = Float64Array.from(matrix);
+  for (let i = 0; i < k; i++) {
+    for (let j = i + 1; j < k; j++) {
+      const mean = 0.5 * (a[i * k + j] + a[j * k + i]);
+      a[i * k + j] = a[j * k + i] = mean;
+    }
+  }
+  const v = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) v[i * k + i] = 1;
+  let scale = 0;
+  for (const x of a) scale += x * x;
+  for (let sweep = 0; sweep < maxSweeps; sweep++) {
+    let off = 0;
+    for (let p = 0; p < k; p++) for (let q = p + 1; q < k; q++) off += a[p * k + q] ** 2;
+    if (off <= 1e-30 * scale || off === 0) break;
+    for (let p = 0; p < k - 1; p++) {
+      for (let q = p + 1; q < k; q++) {
+        const apq = a[p * k + q];
+        if (apq === 0) continue;
+        const theta = (a[q * k + q] - a[p * k + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const cs = 1 / Math.sqrt(t * t + 1);
+        const sn = t * cs;
+        a[p * k + p] -= t * apq;
+        a[q * k + q] += t * apq;
+        a[p * k + q] = a[q * k + p] = 0;
+        for (let r = 0; r < k; r++) {
+          if (r !== p && r !== q) {
+            const arp = a[r * k + p];
+            const arq = a[r * k + q];
+            a[r * k + p] = a[p * k + r] = cs * arp - sn * arq;
+            a[r * k + q] = a[q * k + r] = sn * arp + cs * arq;
+          }
+          const vrp = v[r * k + p];
+          const vrq = v[r * k + q];
+          v[r * k + p] = cs * vrp - sn * vrq;
+          v[r * k + q] = sn * vrp + cs * vrq;
+        }
+      }
+    }
+  }
+  const order = Array.from({ length: k }, (_, i) => i).sort((i, j) => a[i * k + i] - a[j * k + j]);
+  const values = new Float64Array(k);
+  const vectors = new Float64Array(k * k);
+  order.forEach((src, dst) => {
+    values[dst] = a[src * k + src];
+    for (let r = 0; r < k; r++) vectors[r * k + dst] = v[r * k + src];
+  });
+  return { values, vectors };
+}
+
+/** Householder + implicit QL; eigenvectors as columns of V [k, k] when `vectors` is true. */
+function tridiagonalEigen(
+  matrix: ArrayLike<number>,
+  k: number,
+  vectors: boolean,
 ): { values: Float64Array; vectors: Float64Array | null } {
   const n = k;
   const V = new Float64Array(n * n);
@@ -177,47 +274,4 @@ function tql2(V: Float64Array, d: Float64Array, e: Float64Array, n: number, rota
       }
     }
   }
-}
-
-/** Squared Frechet distance between two Gaussians, through `tridiagonalEigen` (any width). */
-export function frechetDistanceWide(
-  mu1: ArrayLike<number>,
-  cov1: ArrayLike<number>,
-  mu2: ArrayLike<number>,
-  cov2: ArrayLike<number>,
-): number {
-  const k = mu1.length;
-  let meanTerm = 0;
-  for (let i = 0; i < k; i++) meanTerm += (mu1[i] - mu2[i]) ** 2;
-  let traces = 0;
-  for (let i = 0; i < k; i++) traces += cov1[i * k + i] + cov2[i * k + i];
-  const { values, vectors } = tridiagonalEigen(cov1, k);
-  const V = vectors!;
-  // R = V sqrt(L) V^T; middle = R cov2 R. With B = sqrt(L) V^T, middle = B^T (V^T... ): its
-  // eigenvalues equal those of C = B cov2 B^T (similar up to an orthogonal change of basis).
-  const B = new Float64Array(k * k);
-  for (let e = 0; e < k; e++) {
-    const root = Math.sqrt(Math.max(values[e], 0));
-    for (let j = 0; j < k; j++) B[e * k + j] = root * V[j * k + e];
-  }
-  const T = new Float64Array(k * k);
-  for (let i = 0; i < k; i++) {
-    for (let p = 0; p < k; p++) {
-      const b = B[i * k + p];
-      if (b === 0) continue;
-      for (let j = 0; j < k; j++) T[i * k + j] += b * cov2[p * k + j];
-    }
-  }
-  const C = new Float64Array(k * k);
-  for (let i = 0; i < k; i++) {
-    for (let j = i; j < k; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s += T[i * k + p] * B[j * k + p];
-      C[i * k + j] = C[j * k + i] = s;
-    }
-  }
-  const middle = tridiagonalEigen(C, k, false).values;
-  let traceRoot = 0;
-  for (const v of middle) traceRoot += Math.sqrt(Math.max(v, 0));
-  return Math.max(0, meanTerm + traces - 2 * traceRoot);
 }

@@ -30,7 +30,7 @@ import os from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ImageDataset } from '../../models/datasets/dataset.js';
 import { MNIST_CLASSIFIER, type ClassifierConfig } from '../../models/metrics/feature-extractor.js';
-import { frechetDistance, gaussianStats } from '../../models/metrics/images.js';
+import { frechetDistance, frechetDistance as frechetDistanceWide, gaussianStats } from '../../models/metrics/frechet.js';
 import { ndarray, takeRows, type NDArray } from '../../models/ndarray.js';
 import { exportClassifierToOnnx, CLASSIFIER_ONNX_IO } from '../../models/onnx/export-classifier.js';
 import { Rng } from '../../models/rng.js';
@@ -41,7 +41,6 @@ import type { ActivityContext } from '../context.js';
 import { BadInputError } from '../errors.js';
 import { campaignKey, getTensors, putTensors } from '../io.js';
 import { sha256Hex, type ArtifactStore } from '../store/store.js';
-import { frechetDistanceWide } from './eigen.js';
 
 export type FidFeatures =
   | { features: 'none' }

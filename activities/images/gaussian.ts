@@ -15,14 +15,14 @@ import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { InitializeInput, InitializeOutput } from '../../workflows/types.js';
 import { activityContext, throwIfCancelled } from '../context.js';
 import { campaignKey, putTensors, storeFor } from '../io.js';
-import { fitBlurGaussian, sampleBlurPosterior } from './blur-gaussian.js';
+import { fitBlurGaussian, sampleBlurPosterior } from '../../models/gaussian/blur.js';
 import { asImages, imageChannelOf, imageShape, loadImageShard, type ImageObservations } from './common.js';
 import {
   fitMaskedFactorGaussian,
   sampleMaskedPosterior,
   type FactorGaussian,
   type MaskedData,
-} from './factor-gaussian.js';
+} from '../../models/gaussian/factor.js';
 
 function maskedData(obs: ImageObservations, P: number, C: number): MaskedData {
   if (obs.ops.kind !== 'mask') throw new TypeError('maskedData needs mask operators');
