@@ -30,7 +30,11 @@ import os from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ImageDataset } from '../../models/datasets/dataset.js';
 import { MNIST_CLASSIFIER, type ClassifierConfig } from '../../models/metrics/feature-extractor.js';
-import { frechetDistance, frechetDistance as frechetDistanceWide, gaussianStats } from '../../models/metrics/frechet.js';
+import {
+  frechetDistance,
+  frechetDistance as frechetDistanceWide,
+  gaussianStats,
+} from '../../models/metrics/frechet.js';
 import { ndarray, takeRows, type NDArray } from '../../models/ndarray.js';
 import { exportClassifierToOnnx, CLASSIFIER_ONNX_IO } from '../../models/onnx/export-classifier.js';
 import { Rng } from '../../models/rng.js';
