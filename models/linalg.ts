@@ -1,11 +1,15 @@
 /**
  * Small dense linear algebra on row-major Float64Array matrices (d up to a few hundred).
  *
- * Only what the Gaussian prior (lap 0) and the metrics need: products, Cholesky
- * factorisation with a jitter fallback, triangular solves, the inverse of a symmetric
- * positive-definite matrix and multivariate normal draws. Float64 throughout: the
- * posterior covariances of lap 0 mix scales of 1 and s_y^2 = 1e-4, which float32 cannot
- * hold through a factorisation.
+ * Only what the lap-0 Gaussians (dense, factor, blur) and the metrics need: products,
+ * Cholesky factorisation, triangular solves, the inverse of a symmetric positive-definite
+ * matrix and multivariate normal draws. Float64 throughout: the posterior covariances of
+ * lap 0 mix scales of 1 and s_y^2 = 1e-4, which float32 cannot hold through a factorisation.
+ *
+ * One Cholesky policy for the whole project (`cholesky`): factor exactly; a matrix that is
+ * positive semi-definite up to rounding gets the smallest relative jitter that makes it
+ * factorisable; anything else throws. No pivot is ever clamped: a clamped pivot turns an
+ * indefinite matrix into an unrelated one without a word.
  *
  * Reference: Golub & Van Loan, "Matrix Computations" (4th ed., 2013), sections 3.1 and 4.2.
  */
@@ -100,38 +104,68 @@ function tryCholesky(a: ArrayLike<number>, n: number, shift: number, L: Float64A
   return true;
 }
 
+/**
+ * How a triangular solve applies a pivot: multiply by its reciprocal (one division per row,
+ * shared by all right-hand sides) or divide by it (one rounding instead of two). Both are
+ * kept because each lap-0 family was fitted with one of them and its stored artifacts are
+ * reproduced bit for bit: the dense Gaussian multiplies, the factor model divides.
+ */
+export type PivotRounding = 'reciprocal' | 'divide';
+
 /** Solves `L X = B` in place for lower-triangular `L [n, n]` and `B [n, nrhs]`. */
-export function solveLower(L: ArrayLike<number>, n: number, b: Float64Array, nrhs = 1): Float64Array {
+export function solveLower(
+  L: ArrayLike<number>,
+  n: number,
+  b: Float64Array,
+  nrhs = 1,
+  pivot: PivotRounding = 'reciprocal',
+): Float64Array {
+  const divide = pivot === 'divide';
   for (let i = 0; i < n; i++) {
-    const inv = 1 / L[i * n + i];
+    const diagonal = L[i * n + i];
+    const inv = 1 / diagonal;
     for (let r = 0; r < nrhs; r++) {
       let sum = b[i * nrhs + r];
       for (let p = 0; p < i; p++) sum -= L[i * n + p] * b[p * nrhs + r];
-      b[i * nrhs + r] = sum * inv;
+      b[i * nrhs + r] = divide ? sum / diagonal : sum * inv;
     }
   }
   return b;
 }
 
 /** Solves `L^T X = B` in place for lower-triangular `L [n, n]` and `B [n, nrhs]`. */
-export function solveLowerTransposed(L: ArrayLike<number>, n: number, b: Float64Array, nrhs = 1): Float64Array {
+export function solveLowerTransposed(
+  L: ArrayLike<number>,
+  n: number,
+  b: Float64Array,
+  nrhs = 1,
+  pivot: PivotRounding = 'reciprocal',
+): Float64Array {
+  const divide = pivot === 'divide';
   for (let i = n - 1; i >= 0; i--) {
-    const inv = 1 / L[i * n + i];
+    const diagonal = L[i * n + i];
+    const inv = 1 / diagonal;
     for (let r = 0; r < nrhs; r++) {
       let sum = b[i * nrhs + r];
       for (let p = i + 1; p < n; p++) sum -= L[p * n + i] * b[p * nrhs + r];
-      b[i * nrhs + r] = sum * inv;
+      b[i * nrhs + r] = divide ? sum / diagonal : sum * inv;
     }
   }
   return b;
 }
 
 /** `X = (L L^T)^{-1} B` for a Cholesky factor `L [n, n]` and `B [n, nrhs]` (B is not modified). */
-export function choleskySolve(L: ArrayLike<number>, n: number, b: ArrayLike<number>, nrhs = 1): Float64Array {
+export function choleskySolve(
+  L: ArrayLike<number>,
+  n: number,
+  b: ArrayLike<number>,
+  nrhs = 1,
+  pivot: PivotRounding = 'reciprocal',
+): Float64Array {
   if (b.length !== n * nrhs) throw new RangeError(`choleskySolve: ${b.length} elements is not [${n}, ${nrhs}]`);
   const x = Float64Array.from(b);
-  solveLower(L, n, x, nrhs);
-  return solveLowerTransposed(L, n, x, nrhs);
+  solveLower(L, n, x, nrhs, pivot);
+  return solveLowerTransposed(L, n, x, nrhs, pivot);
 }
 
 /** `log det(L L^T)` from the Cholesky factor. */
@@ -141,14 +175,16 @@ export function choleskyLogDet(L: ArrayLike<number>, n: number): number {
   return 2 * sum;
 }
 
-/** Inverse of a symmetric positive-definite `a [n, n]`, exactly symmetric. */
+/**
+ * Inverse of a symmetric positive-definite `a [n, n]` through `cholesky` (so with its
+ * policy), dividing by the pivots. Symmetric up to rounding; `symmetrize` it where exact
+ * symmetry matters.
+ */
 export function spdInverse(a: ArrayLike<number>, n: number, options: CholeskyOptions = {}): Float64Array {
   const L = cholesky(a, n, options);
   const identity = new Float64Array(n * n);
   for (let i = 0; i < n; i++) identity[i * n + i] = 1;
-  const inv = choleskySolve(L, n, identity, n);
-  symmetrize(inv, n);
-  return inv;
+  return choleskySolve(L, n, identity, n, 'divide');
 }
 
 /** Replaces `a [n, n]` by `(a + a^T) / 2` in place, removing rounding asymmetry. */

@@ -5,7 +5,7 @@ import { initBackend } from '../models/backend.js';
 import type { ImageDataset } from '../models/datasets/dataset.js';
 import { loadMnist } from '../models/datasets/mnist.js';
 import { classifierAccuracy, classifierFeatures, trainMnistClassifier } from '../models/metrics/feature-extractor.js';
-import { featureFrechetDistance } from '../models/metrics/images.js';
+import { featureFrechetDistance } from '../models/metrics/frechet.js';
 import { sliceRows, type NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 

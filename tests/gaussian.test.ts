@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { fitGaussianEM, gaussianPosterior, samplePosterior, type GaussianPrior } from '../models/gaussian.js';
+import { fitGaussianEM, gaussianPosterior, samplePosterior, type GaussianPrior } from '../models/gaussian/dense.js';
 import { cholesky, matmul, solveLower, spdInverse, transpose } from '../models/linalg.js';
 import { ndarray, type NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';

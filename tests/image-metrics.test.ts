@@ -1,15 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import {
-  featureFrechetDistance,
-  frechetDistance,
-  gaussianStats,
-  psnr,
-  ssim,
-  symmetricEigen,
-  SSIM_K1,
-} from '../models/metrics/images.js';
+import { symmetricEigen } from '../models/eigen.js';
+import { featureFrechetDistance, frechetDistance, gaussianStats } from '../models/metrics/frechet.js';
+import { psnr, ssim, SSIM_K1 } from '../models/metrics/images.js';
 import { ndarray, type NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { initBackend } from '../models/backend.js';
 import { initMlpParams, MlpNetwork, TfjsMlpDenoiser, type MlpConfig } from '../models/denoisers/mlp.js';
-import { gaussianPosterior, type GaussianPrior } from '../models/gaussian.js';
+import { gaussianPosterior, type GaussianPrior } from '../models/gaussian/dense.js';
 import { conjugateGradient } from '../models/guidance/cg.js';
 import { gmres } from '../models/guidance/gmres.js';
 import { DifferentiableMlp } from '../models/guidance/mlp.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { gaussianPosterior } from '../models/gaussian.js';
+import { gaussianPosterior } from '../models/gaussian/dense.js';
 import { ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { ancestralSample } from '../models/samplers/ancestral.js';

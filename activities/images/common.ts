@@ -12,7 +12,8 @@
  */
 import { imageChannel, type ImageChannel, type ImageOperators } from '../../models/channels/image.js';
 import type { UnetConfig } from '../../models/denoisers/unet.js';
-import { concatRows, ndarray, sliceRows, type NDArray } from '../../models/ndarray.js';
+import type { ImageObservations } from '../../models/channels/image-operators.js';
+import { concatRows, ndarray, type NDArray } from '../../models/ndarray.js';
 import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type { ArtifactRef, Shard } from '../../workflows/types.js';
 import { BadInputError } from '../errors.js';
@@ -70,35 +71,6 @@ export function operatorTensors(ops: ImageOperators): Record<string, NDArray> {
   return { sigmas: ndarray([ops.sigmas.length], Float32Array.from(ops.sigmas)), kernels: ops.kernels };
 }
 
-export function sliceOperators(ops: ImageOperators, start: number, end: number): ImageOperators {
-  if (ops.kind === 'mask') return { kind: 'mask', masks: sliceRows(ops.masks, start, end) };
-  return { kind: 'blur', sigmas: ops.sigmas.slice(start, end), kernels: sliceRows(ops.kernels, start, end) };
-}
-
-export function concatOperators(parts: ImageOperators[]): ImageOperators {
-  if (parts.length === 0) throw new RangeError('no operators to concatenate');
-  if (parts.every((p) => p.kind === 'mask')) {
-    return { kind: 'mask', masks: concatRows(parts.map((p) => (p.kind === 'mask' ? p.masks : ndarray([0])))) };
-  }
-  const blur = parts.map((p) => {
-    if (p.kind !== 'blur') throw new RangeError('mixed operator kinds');
-    return p;
-  });
-  const sigmas = new Float64Array(blur.reduce((a, p) => a + p.sigmas.length, 0));
-  let offset = 0;
-  for (const p of blur) {
-    sigmas.set(p.sigmas, offset);
-    offset += p.sigmas.length;
-  }
-  return { kind: 'blur', sigmas, kernels: concatRows(blur.map((p) => p.kernels)) };
-}
-
-export interface ImageObservations {
-  /** y [n, H, W, C]. */
-  y: NDArray;
-  ops: ImageOperators;
-}
-
 /** Reads observations (the whole set or one shard) and checks them against the config. */
 export function observationsOf(
   config: ImageCampaignConfig,
@@ -146,16 +118,6 @@ export async function loadImageSamples(
     refs.map(async (ref) => tensorOf((await getTensors(store, ref)).tensors, 'x', ref.key, [height, width, channels])),
   );
   return concatRows(parts);
-}
-
-/** Flat rows [n, H W C] <-> images [n, H, W, C]: the same bytes, another shape. */
-export function asRows(images: NDArray): NDArray {
-  const n = images.shape[0];
-  return { shape: [n, images.data.length / Math.max(1, n)], data: images.data };
-}
-
-export function asImages(rows: NDArray, shape: ImageShape): NDArray {
-  return ndarray([rows.shape[0], shape.height, shape.width, shape.channels], rows.data);
 }
 
 export function onnxBatch(config: ImageCampaignConfig): number {

@@ -26,7 +26,8 @@ import { getTensors, putTensors } from '../../store/tensors.js';
 import { campaignKeys } from '../../workflows/keys.js';
 import type { Untimed } from '../activity.js';
 import { putJson } from '../../store/store.js';
-import { imageChannelOf, observationsOf, operatorTensors, sliceOperators } from './common.js';
+import { imageChannelOf, observationsOf, operatorTensors } from './common.js';
+import { sliceOperators } from '../../models/channels/image-operators.js';
 import { prepareFid, type ImageTruth } from './fid.js';
 import { loadImageSource } from './sources.js';
 

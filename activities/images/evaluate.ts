@@ -51,15 +51,6 @@ export async function hiddenImages(
   return tensorOf((await getTensors(store, clean)).tensors, 'latent', clean.key, [height, width, channels]);
 }
 
-export async function heldoutImages(
-  store: ArtifactStore,
-  config: ImageCampaignConfig,
-  clean: ArtifactRef,
-): Promise<NDArray> {
-  const { height, width, channels } = imageShape(config);
-  return tensorOf((await getTensors(store, clean)).tensors, 'x', clean.key, [height, width, channels]);
-}
-
 export interface Preview {
   /** The observations panel: y, with its masks when masked. */
   observations: GridPanel;

@@ -30,7 +30,7 @@ import os from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ImageDataset } from '../../models/datasets/dataset.js';
 import { MNIST_CLASSIFIER, type ClassifierConfig } from '../../models/metrics/feature-extractor.js';
-import { frechetDistance, gaussianStats } from '../../models/metrics/images.js';
+import { frechetDistance, gaussianStats } from '../../models/metrics/frechet.js';
 import { ndarray, takeRows, type NDArray } from '../../models/ndarray.js';
 import { exportClassifierToOnnx, CLASSIFIER_ONNX_IO } from '../../models/onnx/export-classifier.js';
 import { Rng } from '../../models/rng.js';
@@ -42,7 +42,6 @@ import { BadInputError } from '../errors.js';
 import { getTensors, putTensors } from '../../store/tensors.js';
 import { campaignKeys } from '../../workflows/keys.js';
 import { sha256Hex, type ArtifactStore } from '../../store/store.js';
-import { frechetDistanceWide } from './eigen.js';
 
 export type FidFeatures =
   | { features: 'none' }
@@ -291,7 +290,5 @@ export async function fidOf(
       `${fid.reference.key}: reference statistics do not match the features (${stats.mean.length} wide)`,
     );
   }
-  // Jacobi (exact to the last bits) for narrow features, Householder + QL for Inception's 2048.
-  const distance = stats.mean.length <= 256 ? frechetDistance : frechetDistanceWide;
-  return distance(stats.mean, stats.cov, mean.data, cov.data);
+  return frechetDistance(stats.mean, stats.cov, mean.data, cov.data);
 }

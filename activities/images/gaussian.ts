@@ -4,8 +4,8 @@
  * observation, shard by shard (stream `gaussian/shard-i`), as the first reconstructions.
  *
  * Pixel masks: factor analysis N(mu, W W^T + diag(D)), rank `em.gaussianRank`, exact EM
- * (`factor-gaussian.ts`, which argues the choice). Blur: the same low-rank family with an
- * isotropic residual, fitted by stochastic EM (`blur-gaussian.ts`, which says why the
+ * (`models/gaussian/factor.ts`, which argues the choice). Blur: the same low-rank family with an
+ * isotropic residual, fitted by stochastic EM (`models/gaussian/blur.ts`, which says why the
  * diagonal does not survive a blur). The EM's own draws (initial directions) come from
  * stream `gaussian/init`.
  */
@@ -18,14 +18,15 @@ import { storeFor } from '../../store/open.js';
 import { putTensors } from '../../store/tensors.js';
 import { campaignKeys } from '../../workflows/keys.js';
 import type { Untimed } from '../activity.js';
-import { fitBlurGaussian, sampleBlurPosterior } from './blur-gaussian.js';
-import { asImages, imageChannelOf, imageShape, loadImageShard, type ImageObservations } from './common.js';
+import { fitBlurGaussian, sampleBlurPosterior } from '../../models/gaussian/blur.js';
+import { imageChannelOf, imageShape, loadImageShard } from './common.js';
+import { asImages, type ImageObservations } from '../../models/channels/image-operators.js';
 import {
   fitMaskedFactorGaussian,
   sampleMaskedPosterior,
   type FactorGaussian,
   type MaskedData,
-} from './factor-gaussian.js';
+} from '../../models/gaussian/factor.js';
 
 function maskedData(obs: ImageObservations, P: number, C: number): MaskedData {
   if (obs.ops.kind !== 'mask') throw new TypeError('maskedData needs mask operators');

@@ -30,16 +30,8 @@ import { putTensors } from '../../store/tensors.js';
 import { campaignKeys } from '../../workflows/keys.js';
 import type { Untimed } from '../activity.js';
 import type { ArtifactStore } from '../../store/store.js';
-import {
-  asImages,
-  asRows,
-  imageChannelOf,
-  imageShape,
-  loadImageShard,
-  onnxBatch,
-  onnxThreads,
-  unetConfigOf,
-} from './common.js';
+import { imageChannelOf, imageShape, loadImageShard, onnxBatch, onnxThreads, unetConfigOf } from './common.js';
+import { asImages, asRows } from '../../models/channels/image-operators.js';
 import { readTruth } from './evaluate.js';
 import { fidOf } from './fid.js';
 

@@ -3,7 +3,7 @@
  * linear-Gaussian model, then draw one exact posterior sample per observation, shard by
  * shard (stream `gaussian/shard-i`), as the first reconstructions (docs/method.md#initialisation).
  */
-import { fitGaussianEM, samplePosterior } from '../../models/gaussian.js';
+import { fitGaussianEM, samplePosterior } from '../../models/gaussian/dense.js';
 import { concatRows, ndarray } from '../../models/ndarray.js';
 import { Rng } from '../../models/rng.js';
 import { storeFor } from '../../store/open.js';

@@ -24,12 +24,3 @@ export function bytesToImages(bytes: Uint8Array, shape: number[]): NDArray {
   for (let i = 0; i < bytes.length; i++) out.data[i] = DATA_MIN + scale * bytes[i];
   return out;
 }
-
-/** [-2, 2] back to bytes, rounded and clamped (for writing images out). */
-export function imagesToBytes(images: NDArray): Uint8Array {
-  const out = new Uint8Array(images.data.length);
-  const scale = 255 / (DATA_MAX - DATA_MIN);
-  for (let i = 0; i < out.length; i++)
-    out[i] = Math.min(255, Math.max(0, Math.round((images.data[i] - DATA_MIN) * scale)));
-  return out;
-}

@@ -14,6 +14,7 @@
 import * as tf from '../tf.js';
 import { embeddingFrequencies } from '../embedding.js';
 import { ndarray, type NDArray } from '../ndarray.js';
+import { edmCoefficients } from '../precondition.js';
 import type { Rng } from '../rng.js';
 import type { Denoiser } from './denoiser.js';
 
@@ -114,10 +115,7 @@ export class MlpNetwork {
   denoise(xt: tf.Tensor2D, sigma: tf.Tensor1D, cond: tf.Tensor2D | null): tf.Tensor2D {
     return tf.tidy(() => {
       const s = sigma.reshape([-1, 1]) as tf.Tensor2D;
-      const s2p1 = s.square().add(1);
-      const cSkip = s2p1.reciprocal();
-      const cIn = s2p1.rsqrt();
-      const cOut = s.mul(cIn);
+      const { cSkip, cIn, cOut } = edmCoefficients(s);
       const logSigma = s.log();
       const angles = logSigma.mul(this.freqs.reshape([1, -1])) as tf.Tensor2D;
       const parts: tf.Tensor2D[] = [xt.mul(cIn) as tf.Tensor2D, angles.sin(), angles.cos()];

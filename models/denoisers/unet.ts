@@ -26,6 +26,7 @@
 import * as tf from '../tf.js';
 import { embeddingFrequencies } from '../embedding.js';
 import { ndarray, sizeOf, type NDArray } from '../ndarray.js';
+import { edmCoefficients } from '../precondition.js';
 import type { Rng } from '../rng.js';
 import type { Denoiser } from './denoiser.js';
 import type { ParamMap } from './mlp.js';
@@ -288,10 +289,7 @@ export class UnetNetwork {
     return tf.tidy(() => {
       const n = xt.shape[0];
       const s = sigma.reshape([n, 1, 1, 1]);
-      const s2p1 = s.square().add(1);
-      const cSkip = s2p1.reciprocal();
-      const cIn = s2p1.rsqrt();
-      const cOut = s.mul(cIn);
+      const { cSkip, cIn, cOut } = edmCoefficients(s);
 
       const angles = sigma.reshape([n, 1]).log().mul(this.freqs);
       let e = tf.concat([angles.sin(), angles.cos()], 1) as tf.Tensor2D;

@@ -22,11 +22,3 @@ export interface KrylovResult {
   /** Rows whose solve ended because M did not behave as the solver requires. */
   breakdowns: number;
 }
-
-export type KrylovSolver = (
-  matvec: BatchedMatVec,
-  b: Float64Array,
-  rows: number,
-  size: number,
-  options: KrylovOptions,
-) => Promise<KrylovResult>;

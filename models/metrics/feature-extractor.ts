@@ -10,7 +10,7 @@
  * Strided convolutions rather than pooling keep every op one that all backends differentiate.
  * Trained with Adam on softmax cross-entropy over the clean training set; the FID of a
  * sample set is then the Frechet distance between Gaussian fits of its features and those of
- * the clean data (`models/metrics/images.ts`). Numbers from different classifier weights are
+ * the clean data (`models/metrics/frechet.ts`). Numbers from different classifier weights are
  * not comparable: fix the seed and steps of the classifier for a study.
  */
 import * as tf from '../tf.js';

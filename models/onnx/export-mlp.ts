@@ -16,6 +16,7 @@
  */
 import { checkParams, LAYER_NORM_EPSILON, type MlpConfig, type ParamMap } from '../denoisers/mlp.js';
 import { embeddingFrequencies } from '../embedding.js';
+import { edmCoefficientNodes } from '../precondition.js';
 import { attr, GraphBuilder } from './graph.js';
 
 /** The interface every exported denoiser graph follows, and the runtime relies on. */
@@ -44,10 +45,7 @@ export function exportMlpToOnnx(config: MlpConfig, params: ParamMap): Uint8Array
 
   // Preconditioning: every coefficient is a [N, 1] column broadcast over the row.
   const s = g.node('Unsqueeze', [sigma, axis1], {}, 'sigma_col');
-  const s2p1 = g.node('Add', [g.node('Mul', [s, s]), one], {}, 'sigma2_plus_1');
-  const cSkip = g.node('Reciprocal', [s2p1], {}, 'c_skip');
-  const cIn = g.node('Reciprocal', [g.node('Sqrt', [s2p1])], {}, 'c_in');
-  const cOut = g.node('Mul', [s, cIn], {}, 'c_out');
+  const { cSkip, cIn, cOut } = edmCoefficientNodes(g, s, one);
 
   const angles = g.node('Mul', [g.node('Log', [s], {}, 'log_sigma'), freqRow], {}, 'angles');
   const parts = [g.node('Mul', [xt, cIn], {}, 'x_in'), g.node('Sin', [angles]), g.node('Cos', [angles])];

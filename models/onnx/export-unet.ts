@@ -18,6 +18,7 @@
 import { checkUnetParams, GROUP_NORM_EPSILON, unetLevelSizes, type UnetConfig } from '../denoisers/unet.js';
 import type { ParamMap } from '../denoisers/mlp.js';
 import { embeddingFrequencies } from '../embedding.js';
+import { edmCoefficientNodes } from '../precondition.js';
 import { attr, GraphBuilder } from './graph.js';
 import { DENOISER_ONNX_IO } from './export-mlp.js';
 
@@ -84,10 +85,7 @@ export function exportUnetToOnnx(config: UnetConfig, params: ParamMap): Uint8Arr
 
   // Preconditioning on flat rows: every coefficient is an [N, 1] column.
   const s = g.node('Unsqueeze', [sigma, axes1], {}, 'sigma_col');
-  const s2p1 = g.node('Add', [g.node('Mul', [s, s]), one], {}, 'sigma2_plus_1');
-  const cSkip = g.node('Reciprocal', [s2p1], {}, 'c_skip');
-  const cIn = g.node('Reciprocal', [g.node('Sqrt', [s2p1])], {}, 'c_in');
-  const cOut = g.node('Mul', [s, cIn], {}, 'c_out');
+  const { cSkip, cIn, cOut } = edmCoefficientNodes(g, s, one);
 
   const freqs = embeddingFrequencies(config.embedDim);
   const angles = g.node(

@@ -12,6 +12,7 @@
 import * as tf from '../tf.js';
 import { MlpNetwork, type MlpConfig, type ParamMap } from '../denoisers/mlp.js';
 import { sizeOf, type NDArray } from '../ndarray.js';
+import { edmLossWeight } from '../precondition.js';
 import { Rng } from '../rng.js';
 import type { NoiseSchedule } from '../schedule.js';
 import { Adam, type AdamOptions, type OptimizerState } from './adam.js';
@@ -154,7 +155,7 @@ export async function trainNetwork(
         const sigma = tf.tensor1d(sb);
         const z = tf.tensor(zb, [B, ...xShape]);
         const cond = cb && condShape ? tf.tensor(cb, [B, ...condShape]) : null;
-        const weight = sigma.square().reciprocal().add(1);
+        const weight = edmLossWeight(sigma);
         const objective = () =>
           tf.tidy(() => {
             const xt = x.add(z.mul(sigma.reshape(broadcast)));

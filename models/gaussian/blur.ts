@@ -4,7 +4,7 @@
  *
  * Why not the per-pixel diagonal of the masked case: a blur mixes neighbouring pixels, so
  * given z the pixels' posteriors are no longer independent and the closed form of
- * `factor-gaussian.ts` is lost whatever the residual covariance; only a k x k problem per
+ * `factor.ts` is lost whatever the residual covariance; only a k x k problem per
  * image would survive with no residual at all, and a rank-k prior with nothing outside its
  * span cannot explain what the k factors miss. An isotropic residual keeps every image's
  * posterior a well-posed linear problem that conjugate gradients solve fast.
@@ -28,13 +28,13 @@
  * samples under the refitted prior (a complete-data proxy; the observed-data likelihood of a
  * blur has no cheap closed form). Streams: `gaussian/blur-init`, `gaussian/blur-em/i`.
  */
-import type { ImageChannel, ImageOperators } from '../../models/channels/image.js';
-import { symmetricEigen } from '../../models/metrics/images.js';
-import { concatRows, ndarray, sliceRows, type NDArray } from '../../models/ndarray.js';
-import { Rng } from '../../models/rng.js';
-import type { ImageObservations } from './common.js';
-import { concatOperators, sliceOperators } from './common.js';
-import type { FactorGaussian } from './factor-gaussian.js';
+import type { ImageChannel, ImageOperators } from '../channels/image.js';
+import { symmetricEigen } from '../eigen.js';
+import { concatRows, ndarray, sliceRows, type NDArray } from '../ndarray.js';
+import { Rng } from '../rng.js';
+import type { ImageObservations } from '../channels/image-operators.js';
+import { concatOperators, sliceOperators } from '../channels/image-operators.js';
+import type { FactorGaussian } from './factor.js';
 
 export interface BlurFitOptions {
   rank: number;

@@ -24,9 +24,9 @@
  * EM Algorithm" (JRSS B, 1977); Rozet et al., "Learning Diffusion Priors from Observations
  * by Expectation Maximization" (NeurIPS 2024), appendix (Gaussian initialisation).
  */
-import { cholesky, choleskyLogDet, sampleMvn, solveLower, symmetrize } from './linalg.js';
-import { ndarray, type NDArray } from './ndarray.js';
-import type { Rng } from './rng.js';
+import { cholesky, choleskyLogDet, sampleMvn, solveLower, symmetrize } from '../linalg.js';
+import { ndarray, type NDArray } from '../ndarray.js';
+import type { Rng } from '../rng.js';
 
 export interface GaussianPrior {
   /** [d] */

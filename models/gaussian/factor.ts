@@ -38,9 +38,10 @@
  * The mask is shared across colour channels: a location is observed in every channel or in
  * none, so S^obs is kept per location (P = H W of them), not per coordinate.
  */
-import { symmetricEigen } from '../../models/metrics/images.js';
-import { ndarray, type NDArray } from '../../models/ndarray.js';
-import type { Rng } from '../../models/rng.js';
+import { symmetricEigen } from '../eigen.js';
+import { cholesky, choleskyLogDet, solveLower, solveLowerTransposed, spdInverse } from '../linalg.js';
+import { ndarray, type NDArray } from '../ndarray.js';
+import type { Rng } from '../rng.js';
 
 export interface FactorGaussian {
   /** [d] */
@@ -77,72 +78,22 @@ export interface FitOptions {
 
 const LOG_2PI = Math.log(2 * Math.PI);
 
-/** In-place Cholesky of a k x k SPD matrix (lower triangle, row-major); returns log det. */
-export function cholesky(a: Float64Array, k: number): number {
-  let logDet = 0;
-  for (let j = 0; j < k; j++) {
-    let s = a[j * k + j];
-    for (let p = 0; p < j; p++) s -= a[j * k + p] * a[j * k + p];
-    if (!(s > 0)) s = 1e-12;
-    const l = Math.sqrt(s);
-    a[j * k + j] = l;
-    logDet += 2 * Math.log(l);
-    for (let i = j + 1; i < k; i++) {
-      let t = a[i * k + j];
-      for (let p = 0; p < j; p++) t -= a[i * k + p] * a[j * k + p];
-      a[i * k + j] = t / l;
-    }
-  }
-  return logDet;
-}
-
-/** Solves L x = b in place (L lower, from `cholesky`). */
-export function forwardSolve(l: Float64Array, k: number, b: Float64Array): void {
-  for (let i = 0; i < k; i++) {
-    let s = b[i];
-    for (let p = 0; p < i; p++) s -= l[i * k + p] * b[p];
-    b[i] = s / l[i * k + i];
-  }
-}
-
-/** Solves L^T x = b in place. */
-export function backSolve(l: Float64Array, k: number, b: Float64Array): void {
-  for (let i = k - 1; i >= 0; i--) {
-    let s = b[i];
-    for (let p = i + 1; p < k; p++) s -= l[p * k + i] * b[p];
-    b[i] = s / l[i * k + i];
-  }
-}
-
-/** Inverse of an SPD matrix through its Cholesky factor. */
-export function spdInverse(a: Float64Array, k: number): Float64Array {
-  const l = Float64Array.from(a);
-  cholesky(l, k);
-  const inv = new Float64Array(k * k);
-  const col = new Float64Array(k);
-  for (let c = 0; c < k; c++) {
-    col.fill(0);
-    col[c] = 1;
-    forwardSolve(l, k, col);
-    backSolve(l, k, col);
-    for (let r = 0; r < k; r++) inv[r * k + c] = col[r];
-  }
-  return inv;
-}
-
 /** Per-image posterior of z: Cholesky factor of Lambda, E[z], and the log-likelihood of y_O. */
 class LatentPosterior {
-  readonly chol: Float64Array;
+  /** Lower Cholesky factor of Lambda. */
+  chol: Float64Array;
   readonly mean: Float64Array;
   logLikelihood = 0;
+  private readonly lambda: Float64Array;
 
   constructor(readonly k: number) {
     this.chol = new Float64Array(k * k);
+    this.lambda = new Float64Array(k * k);
     this.mean = new Float64Array(k);
   }
 
   compute(fit: FactorGaussian, invPsi: Float64Array, data: MaskedData, i: number): void {
-    const { k, chol: lam, mean: b } = this;
+    const { k, lambda: lam, mean: b } = this;
     const { P, C } = data;
     const W = fit.factors;
     lam.fill(0);
@@ -171,12 +122,16 @@ class LatentPosterior {
       }
     }
     for (let u = 0; u < k; u++) lam[u * k + u] += 1;
-    const logDet = cholesky(lam, k);
+    // Lambda = I + W_O^T Psi^-1 W_O has every eigenvalue >= 1: its factorisation never
+    // needs the jitter of `cholesky`.
+    const L = cholesky(lam, k);
+    this.chol = L;
+    const logDet = choleskyLogDet(L, k);
     // b^T Lambda^-1 b = |L^-1 b|^2.
-    forwardSolve(lam, k, b);
+    solveLower(L, k, b, 1, 'divide');
     let explained = 0;
     for (let u = 0; u < k; u++) explained += b[u] * b[u];
-    backSolve(lam, k, b);
+    solveLowerTransposed(L, k, b, 1, 'divide');
     this.logLikelihood = -0.5 * (observed * LOG_2PI + logPsi + logDet + quad - explained);
   }
 }
@@ -358,8 +313,8 @@ export async function fitMaskedFactorGaussian(
       for (let c = 0; c < k; c++) {
         col.fill(0);
         col[c] = 1;
-        forwardSolve(post.chol, k, col);
-        backSolve(post.chol, k, col);
+        solveLower(post.chol, k, col, 1, 'divide');
+        solveLowerTransposed(post.chol, k, col, 1, 'divide');
         for (let r = 0; r < k; r++) cov[r * k + c] = col[r];
       }
       const ez = post.mean;
@@ -478,7 +433,7 @@ export function sampleMaskedPosterior(fit: FactorGaussian, data: MaskedData, noi
     post.compute(fit, invPsi, data, i);
     rng.fillNormal(xi);
     rng.fillNormal(eps);
-    backSolve(post.chol, k, xi);
+    solveLowerTransposed(post.chol, k, xi, 1, 'divide');
     for (let u = 0; u < k; u++) z[u] = post.mean[u] + xi[u];
     for (let p = 0; p < P; p++) {
       const observed = data.masks[i * P + p] !== 0;
