@@ -36,7 +36,9 @@ build() {
   echo "building the Temporal CLI $version from the Go module proxy (several minutes, once)" >&2
   local start=$SECONDS
   # Build into a temporary name first: an interrupted build must not leave a binary that looks done.
-  (cd "$here" && go build -trimpath -o "$binary.partial" github.com/temporalio/cli/cmd/temporal)
+  # The CLI reports its version from this variable (release builds set it the same way).
+  (cd "$here" && go build -trimpath -ldflags "-X github.com/temporalio/cli/temporalcli.Version=${version#v}" \
+    -o "$binary.partial" github.com/temporalio/cli/cmd/temporal)
   mv "$binary.partial" "$binary"
   ln -sfn "temporal-$version" "$cache/temporal"
   echo "built $binary in $((SECONDS - start)) s" >&2
@@ -64,8 +66,7 @@ wait_ready() {
 
 case "${1:-}" in
   build)
-    build >/dev/null
-    echo "$binary"
+    build
     ;;
   dev)
     build >/dev/null
