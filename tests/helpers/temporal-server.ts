@@ -7,15 +7,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import path from 'node:path';
-import { runCli, startCli, REPO, type CliResult } from './cli.js';
+import { runCli, startCli, type CliResult } from './cli.js';
 
-/** The Temporal CLI: DIFFEM_TEMPORAL_CLI, else the binary the build script links in .cache. */
+/**
+ * The Temporal CLI that `npm run temporal:test` built and names in DIFFEM_TEMPORAL_CLI. Not
+ * looked up in .cache by itself: `npm test` leaves these minutes-long tests to that script.
+ */
 export function temporalCliPath(): string | null {
   const given = process.env.DIFFEM_TEMPORAL_CLI;
-  if (given) return given;
-  const cached = path.join(REPO, '.cache', 'temporal', 'temporal');
-  return existsSync(cached) ? cached : null;
+  if (!given) return null;
+  if (!existsSync(given)) throw new Error(`DIFFEM_TEMPORAL_CLI names ${given}, which does not exist`);
+  return given;
 }
 
 /**
@@ -24,7 +26,7 @@ export function temporalCliPath(): string | null {
  */
 export function serverSkipReason(): string | false {
   if (temporalCliPath()) return false;
-  const reason = 'no Temporal CLI: run `tools/temporal/temporal.sh build` (or `npm run temporal:test`)';
+  const reason = 'server tests run with `npm run temporal:test` (it builds and starts a Temporal dev server)';
   if (process.env.DIFFEM_REQUIRE_TEMPORAL === '1') throw new Error(reason);
   return reason;
 }
