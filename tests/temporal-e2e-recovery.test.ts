@@ -81,7 +81,7 @@ describe('campaigns that outlive their server and their history', { skip }, () =
         '--id',
         id,
         '--heartbeat-timeout',
-        '5s',
+        '10s',
       ]);
       // Mid-campaign: the first training has checkpointed, so activities are in flight.
       const checkpoint = path.join(store, 'campaigns', id, 'lap-000', 'train', 'checkpoint.safetensors');

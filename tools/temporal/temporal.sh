@@ -95,7 +95,7 @@ case "${1:-}" in
     wait_ready "$address" "$server" || { cat "$work/server.log" >&2; exit 1; }
     echo "Temporal $version test server at $address" >&2
     cd "$root"
-    npx tsc -p tsconfig.json
+    node node_modules/typescript/bin/tsc -p tsconfig.json
     # One file at a time: the end-to-end tests spawn workers and servers of their own.
     TEMPORAL_ADDRESS="$address" TEMPORAL_NAMESPACE=default DIFFEM_TEMPORAL_CLI="$binary" DIFFEM_REQUIRE_TEMPORAL=1 \
       node --test --test-concurrency=1 dist/tests/temporal-server.test.js dist/tests/temporal-e2e*.test.js "${@:2}"
