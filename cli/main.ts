@@ -28,6 +28,7 @@ process.on('warning', (warning) => {
 
 const USAGE = `usage:
   diffem run CONFIG.yaml --store URI [--id ID] [--engine local|temporal]
+             [--wait] [--laps-per-run N] [--search-attributes] [--heartbeat-timeout 5m]   (temporal)
   diffem resume ID --store URI
   diffem status ID --store URI
   diffem history ID --store URI [--json]
@@ -92,6 +93,7 @@ async function main(argv: string[]): Promise<void> {
       wait: { type: 'boolean', default: false },
       'laps-per-run': { type: 'string' },
       'search-attributes': { type: 'boolean', default: false },
+      'heartbeat-timeout': { type: 'string' },
     },
   });
   const needStore = (): string => {
@@ -111,6 +113,7 @@ async function main(argv: string[]): Promise<void> {
       if (values.engine === 'local') return runLocal(store, campaignId, config);
       if (values.engine === 'temporal') {
         const { startTemporalCampaign } = await import('../engines/temporal/client.js');
+        const { heartbeatTimeouts } = await import('../engines/temporal/cli.js');
         return startTemporalCampaign({
           store,
           campaignId,
@@ -121,6 +124,7 @@ async function main(argv: string[]): Promise<void> {
           options: {
             lapsPerRun: values['laps-per-run'] ? Number(values['laps-per-run']) : undefined,
             searchAttributes: values['search-attributes'],
+            ...(values['heartbeat-timeout'] && { timeouts: heartbeatTimeouts(values['heartbeat-timeout']) }),
           },
         });
       }

@@ -31,7 +31,13 @@ import type { LapRecord } from '../workflows/types.js';
 
 const address = process.env.TEMPORAL_ADDRESS;
 const namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
-const skip = address ? false : 'TEMPORAL_ADDRESS is unset: no Temporal server can run on this machine';
+// `npm run temporal:test` sets TEMPORAL_ADDRESS to a server it started, and DIFFEM_REQUIRE_TEMPORAL=1 so
+// that a missing address fails instead of skipping.
+if (!address && process.env.DIFFEM_REQUIRE_TEMPORAL === '1')
+  throw new Error('DIFFEM_REQUIRE_TEMPORAL=1 but TEMPORAL_ADDRESS is unset');
+const skip = address
+  ? false
+  : 'TEMPORAL_ADDRESS is unset: start a server with `npm run temporal:dev`, or run `npm run temporal:test`';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 test('an unreachable server gives an error that names its address', async () => {

@@ -15,6 +15,7 @@ import { bundleWorkflowCode, Runtime, Worker, type WorkflowBundle } from '@tempo
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { parse as parseYaml } from 'yaml';
 import { isNonRetryable } from '../activities/errors.js';
+import { candidateWorkflowIds } from '../engines/temporal/client.js';
 import { bundleWorkflows } from '../engines/temporal/worker.js';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
 import { campaignIdFromWorkflowId, NON_RETRYABLE_ERROR_TYPES, WORKFLOW_TYPE } from '../workflows/temporal.js';
@@ -27,6 +28,7 @@ import {
   type HistoryJson,
   type Turn,
 } from './helpers/history.js';
+import { HISTORIES_DIR, readHistoryIndex } from './helpers/recorded-histories.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const workflowsPath = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
@@ -219,6 +221,36 @@ describe('replay of the tiny campaign', () => {
   });
 });
 
+describe('replay of histories recorded on a real server', () => {
+  // Recorded by `npm run temporal:test` with DIFFEM_RECORD_HISTORIES=1 (tests/temporal-e2e*.test.ts):
+  // they carry the SDK's own flags and the server's own events, which generated ones only imitate.
+  test('every recorded history replays with the current workflow code', async () => {
+    bundle ??= await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
+    const recorded = await readHistoryIndex();
+    assert.ok(recorded.length >= 5, `tests/histories/index.json lists ${recorded.length} histories`);
+    for (const { file, workflowId } of recorded) {
+      const history = JSON.parse(await readFile(path.join(HISTORIES_DIR, file), 'utf8')) as HistoryJson;
+      await replay(history, workflowId).catch((error: unknown) => {
+        throw new Error(`${file} does not replay: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
+        });
+      });
+    }
+  });
+
+  test('a renamed activity in a recorded history is a determinism violation', async () => {
+    bundle ??= await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
+    const [first] = await readHistoryIndex();
+    const history = JSON.parse(await readFile(path.join(HISTORIES_DIR, first.file), 'utf8')) as {
+      events: Array<{ activityTaskScheduledEventAttributes?: { activityType?: { name?: string } } }>;
+    };
+    const scheduled = history.events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name);
+    assert.ok(scheduled, `${first.file} schedules no activity`);
+    scheduled.activityTaskScheduledEventAttributes!.activityType!.name = 'renamedActivity';
+    await assert.rejects(replay(history as unknown as HistoryJson, first.workflowId), DeterminismViolationError);
+  });
+});
+
 describe('workflow helpers', () => {
   test('the SDK packages that load JSON histories share one protobufjs', () => {
     // Two copies make historyFromJSON fail with "TypeError: type must be a Type".
@@ -229,6 +261,12 @@ describe('workflow helpers', () => {
 
   test('scheduled runs get unique, valid campaign ids from their workflow ids', () => {
     assert.equal(campaignIdFromWorkflowId('diffem-nightly-2025-01-01T03:00:00Z'), 'nightly-2025-01-01T03-00-00Z');
+    // ... and the controls find the workflow again from that campaign id, or from the workflow id.
+    assert.ok(candidateWorkflowIds('nightly-2025-01-01T03-00-00Z').includes('diffem-nightly-2025-01-01T03:00:00Z'));
+    assert.ok(
+      candidateWorkflowIds('diffem-nightly-2025-01-01T03:00:00Z').includes('diffem-nightly-2025-01-01T03:00:00Z'),
+    );
+    assert.deepEqual(candidateWorkflowIds('m1'), ['diffem-m1']);
     assert.match(campaignIdFromWorkflowId('diffem-a/b c'), /^[A-Za-z0-9][A-Za-z0-9._-]*$/);
   });
 

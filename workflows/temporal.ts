@@ -402,8 +402,10 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
 
   try {
     const summary = await runCampaign(host, campaignInput);
-    publish(summary.laps, summary.lastMetrics, 'done');
-    await callEngine('setCampaignStatus', 'campaign/status', { store: input.store, campaignId, status: 'done' });
+    // A stop that cut the laps short is what `diffem status` must report, not a full run.
+    const outcome = view.stopRequested && summary.laps < laps ? 'stopped' : 'done';
+    publish(summary.laps, summary.lastMetrics, outcome);
+    await callEngine('setCampaignStatus', 'campaign/status', { store: input.store, campaignId, status: outcome });
     await condition(allHandlersFinished);
     return summary;
   } catch (error) {

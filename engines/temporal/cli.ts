@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { formatMetrics } from '../local/progress.js';
-import type { CampaignProgressView } from '../../workflows/temporal.js';
+import { GPU_ACTIVITIES, type CampaignProgressView, type TemporalCampaignOptions } from '../../workflows/temporal.js';
 import {
   createSchedule,
   deleteSchedule,
@@ -83,6 +83,17 @@ function port(text: string, flag: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535)
     throw new TemporalUsageError(`${flag} must be a port number 0-65535, got '${text}'`);
   return n;
+}
+
+/**
+ * `run --heartbeat-timeout`: how soon Temporal gives up on a silent training or sampling attempt
+ * (a lost worker) and retries it elsewhere, from its last checkpoint. The default (5 min) leaves
+ * room for slow device setup; small campaigns can afford seconds.
+ */
+export function heartbeatTimeouts(text: string): TemporalCampaignOptions['timeouts'] {
+  if (!/^\d+(?:ms|s|m|h)$/.test(text))
+    throw new TemporalUsageError(`--heartbeat-timeout must be a duration such as 30s or 5m, got '${text}'`);
+  return Object.fromEntries(GPU_ACTIVITIES.map((name) => [name, { heartbeat: text }]));
 }
 
 function describeProgress(p: CampaignProgressView): string {
@@ -188,7 +199,9 @@ async function scheduleCommand(args: string[]): Promise<void> {
         process.stdout.write(
           `${r.scheduleId}  ${r.spec}${r.paused ? '  [paused]' : ''}${r.note ? `  (${r.note})` : ''}\n` +
             `  next: ${r.nextRuns.slice(0, 3).join(', ') || '-'}\n` +
-            r.recentRuns.map((run) => `  ran:  ${run.scheduledAt}  ${run.workflowId}\n`).join(''),
+            r.recentRuns
+              .map((run) => `  ran:  ${run.scheduledAt}  ${run.campaignId}  (workflow ${run.workflowId})\n`)
+              .join(''),
         );
       }
       return;

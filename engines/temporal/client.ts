@@ -12,6 +12,7 @@ import {
   Client,
   Connection,
   ScheduleOverlapPolicy,
+  WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
@@ -27,6 +28,7 @@ import { inputDigest, openCampaign, validateCampaignId } from '../records.js';
 import { parseCampaignConfig, type CampaignConfig } from '../../workflows/config.js';
 import type { CampaignSummary } from '../../workflows/types.js';
 import {
+  campaignIdFromWorkflowId,
   controlUpdate,
   DEFAULT_QUEUES,
   pauseSignal,
@@ -41,19 +43,43 @@ import {
   type TemporalCampaignInput,
   type TemporalCampaignOptions,
 } from '../../workflows/temporal.js';
-import { temporalAddress, temporalNamespace } from './worker.js';
+import { connectionSettings, describeConnection, type TemporalTarget as ConnectionTarget } from './connection.js';
 
-export interface TemporalTarget {
-  /** host:port of the frontend (default TEMPORAL_ADDRESS, else localhost:7233). */
-  address?: string;
-  /** Default TEMPORAL_NAMESPACE, else 'default'. */
-  namespace?: string;
+export interface TemporalTarget extends ConnectionTarget {
   /** How long to wait for the server before giving up (default 10 s). */
   connectTimeout?: Duration;
 }
 
 export function workflowIdFor(campaignId: string): string {
   return `diffem-${campaignId}`;
+}
+
+/**
+ * The workflow ids an id given on the command line may name, most likely first: the campaign's
+ * own workflow (`diffem-ID`); a workflow id pasted as is (`schedule list` shows them); and a
+ * scheduled run's campaign id, whose workflow id keeps the colons of the time Temporal appended
+ * (`nightly-2025-01-01T03-00-00Z` runs as `diffem-nightly-2025-01-01T03:00:00Z`).
+ */
+export function candidateWorkflowIds(id: string): string[] {
+  const ids = [workflowIdFor(id)];
+  if (id.startsWith('diffem-')) ids.push(id);
+  const scheduled = id.replace(/(\d{4}-\d{2}-\d{2}T\d{2})-(\d{2})-(\d{2}(?:\.\d+)?Z)$/, '$1:$2:$3');
+  if (scheduled !== id) ids.push(workflowIdFor(scheduled));
+  return ids;
+}
+
+/** The workflow of a campaign, by campaign id or workflow id; a clear error when none exists. */
+async function resolveWorkflowId(client: Client, id: string): Promise<string> {
+  const candidates = candidateWorkflowIds(id);
+  for (const workflowId of candidates) {
+    try {
+      await client.workflow.getHandle(workflowId).describe();
+      return workflowId;
+    } catch (error) {
+      if (!(error instanceof WorkflowNotFoundError)) throw error;
+    }
+  }
+  throw new Error(`no campaign '${id}' on the Temporal server (looked for workflow ${candidates.join(', ')})`);
 }
 
 /** What a failed call against the server means, naming the address the user can fix. */
@@ -93,11 +119,16 @@ export async function withClient<T>(
   target: TemporalTarget,
   fn: (client: Client, namespace: string) => Promise<T>,
 ): Promise<T> {
-  const address = temporalAddress(target.address);
-  const namespace = temporalNamespace(target.namespace);
+  const settings = connectionSettings(target);
+  const { address, namespace } = settings;
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address, connectTimeout: target.connectTimeout ?? '10s' });
+    connection = await Connection.connect({
+      address,
+      connectTimeout: target.connectTimeout ?? '10s',
+      ...(settings.tls && { tls: settings.tls }),
+      ...(settings.apiKey && { apiKey: settings.apiKey }),
+    });
   } catch (error) {
     throw new TemporalUnavailableError(address, error);
   }
@@ -188,7 +219,7 @@ export async function startTemporalCampaign(options: StartCampaignOptions): Prom
   const started = await startCampaign(options);
   const id = options.campaignId;
   process.stdout.write(
-    `campaign ${id} started on Temporal at ${temporalAddress(options.address)} (namespace ${temporalNamespace(options.namespace)})\n` +
+    `campaign ${id} started on Temporal at ${describeConnection(connectionSettings(options))}\n` +
       `  workflow: ${started.workflowId} (run ${started.runId})\n` +
       `  store:    ${started.store}\n` +
       (started.summary ? `  finished: ${started.summary.laps} laps\n` : '') +
@@ -209,7 +240,7 @@ async function control(
   target: TemporalTarget,
 ): Promise<CampaignProgressView> {
   return withClient(target, async (client) => {
-    const handle = client.workflow.getHandle(workflowIdFor(campaignId));
+    const handle = client.workflow.getHandle(await resolveWorkflowId(client, campaignId));
     try {
       return await handle.executeUpdate(controlUpdate, { args: [action] });
     } catch (error) {
@@ -243,7 +274,9 @@ export function stopCampaign(campaignId: string, target: TemporalTarget = {}): P
 }
 
 export function queryProgress(campaignId: string, target: TemporalTarget = {}): Promise<CampaignProgressView> {
-  return withClient(target, (client) => client.workflow.getHandle(workflowIdFor(campaignId)).query(progressQuery));
+  return withClient(target, async (client) =>
+    client.workflow.getHandle(await resolveWorkflowId(client, campaignId)).query(progressQuery),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,7 +353,8 @@ export interface ScheduleRow {
   paused: boolean;
   note?: string;
   nextRuns: string[];
-  recentRuns: Array<{ scheduledAt: string; workflowId: string }>;
+  /** campaignId: what `diffem progress|pause|stop|status` take for that run. */
+  recentRuns: Array<{ scheduledAt: string; workflowId: string; campaignId: string }>;
 }
 
 /** The schedules that start campaigns (others on the namespace are left out). */
@@ -338,6 +372,7 @@ export async function listSchedules(target: TemporalTarget = {}): Promise<Schedu
         recentRuns: s.info.recentActions.map((a) => ({
           scheduledAt: a.scheduledAt.toISOString(),
           workflowId: a.action.workflow.workflowId,
+          campaignId: campaignIdFromWorkflowId(a.action.workflow.workflowId),
         })),
       });
     }
@@ -355,7 +390,8 @@ export function unpauseSchedule(scheduleId: string, note?: string, target: Tempo
 
 /** Starts a run now; with the schedule's SKIP policy it is skipped while a run is in progress. */
 export function triggerSchedule(scheduleId: string, target: TemporalTarget = {}): Promise<void> {
-  return withClient(target, (client) => client.schedule.getHandle(scheduleId).trigger());
+  // The SDK's trigger defaults to ALLOW_ALL, which would start a second campaign beside a running one.
+  return withClient(target, (client) => client.schedule.getHandle(scheduleId).trigger(ScheduleOverlapPolicy.SKIP));
 }
 
 /** Deletes the schedule; campaigns it started keep running. */

@@ -21,6 +21,7 @@ import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from
 import { createActivities } from '../../activities/index.js';
 import type { DeviceChoice } from '../../models/backend.js';
 import { DEFAULT_QUEUES, type QueueOption } from '../../workflows/temporal.js';
+import { connectionSettings, describeConnection, type TemporalConnectionSettings } from './connection.js';
 import { createEngineActivities } from './activities.js';
 import { checkWorkerDevices, describeDevices, startHealthServer, workerReadiness } from './health.js';
 
@@ -83,13 +84,7 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value && value.trim() ? value : undefined;
 }
 
-export function temporalAddress(address?: string): string {
-  return address ?? nonEmpty(process.env.TEMPORAL_ADDRESS) ?? 'localhost:7233';
-}
-
-export function temporalNamespace(namespace?: string): string {
-  return namespace ?? nonEmpty(process.env.TEMPORAL_NAMESPACE) ?? 'default';
-}
+export { temporalAddress, temporalNamespace } from './connection.js';
 
 /** The compiled workflow entry (dist/workflows/index.js). */
 export function defaultWorkflowsPath(): string {
@@ -102,13 +97,17 @@ export async function bundleWorkflows(outPath: string): Promise<void> {
   await writeFile(outPath, code);
 }
 
-/** Connects to the frontend, naming the address in the error when it is unreachable. */
-export async function connectWorker(address: string): Promise<NativeConnection> {
+/** Connects to the frontend (TLS / API key from the environment), naming the address when it fails. */
+export async function connectWorker(settings: TemporalConnectionSettings): Promise<NativeConnection> {
   try {
-    return await NativeConnection.connect({ address });
+    return await NativeConnection.connect({
+      address: settings.address,
+      ...(settings.tls && { tls: settings.tls }),
+      ...(settings.apiKey && { apiKey: settings.apiKey }),
+    });
   } catch (error) {
     throw new Error(
-      `cannot reach the Temporal server at ${address}: ${error instanceof Error ? error.message : String(error)} ` +
+      `cannot reach the Temporal server at ${describeConnection(settings)}: ${error instanceof Error ? error.message : String(error)} ` +
         `(set --address or TEMPORAL_ADDRESS)`,
       { cause: error },
     );
@@ -124,8 +123,8 @@ export interface CampaignWorkers {
 }
 
 export async function createWorkers(options: RunWorkerOptions): Promise<CampaignWorkers> {
-  const address = temporalAddress(options.address);
-  const namespace = temporalNamespace(options.namespace);
+  const settings = connectionSettings(options);
+  const namespace = settings.namespace;
   const queues = options.queues ?? DEFAULT_QUEUES;
   const gpuQueues = 'gpu' in queues ? { train: queues.gpu, sample: queues.gpu } : queues;
   const serveTrain = ['diffem-gpu-train', 'diffem-gpu', 'all'].includes(options.queue);
@@ -137,7 +136,7 @@ export async function createWorkers(options: RunWorkerOptions): Promise<Campaign
     log(`diffem: worker devices: ${describeDevices(reports)}`);
   }
   const owned = !options.connection;
-  const connection = options.connection ?? (await connectWorker(address));
+  const connection = options.connection ?? (await connectWorker(settings));
   const activities = { ...createActivities(), ...createEngineActivities() };
   const role = options.role ?? 'both';
   const shutdownGraceTime = options.shutdownGraceTime ?? DEFAULT_SHUTDOWN_GRACE_TIME;

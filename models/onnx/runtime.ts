@@ -19,6 +19,7 @@
  * Reference: ONNX Runtime JavaScript API (onnxruntime-node), InferenceSession.SessionOptions.
  */
 import { DeviceUnavailableError } from '../device.js';
+import { cudaFailure } from './cuda-failure.js';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -206,7 +207,8 @@ async function loadCuda(bytes: Uint8Array, options: InferenceSession.SessionOpti
         { cause: e },
       );
     }
-    throw cudaError(`ONNX Runtime: ${why}`, e);
+    // Only a missing CUDA build is final; OOM and transient device errors are retried.
+    throw cudaFailure("OnnxDenoiser: ONNX Runtime's CUDA execution provider", e, ORT_CUDA_INSTALL_HINT);
   }
 }
 
