@@ -8,6 +8,7 @@
  *   diffem history ID --store URI [--json]
  *   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]
  *   diffem report ID --store URI [--out FILE]
+ *   diffem list | verify | sample | reconstruct | export   (using and auditing a finished campaign)
  */
 import { parseArgs } from 'node:util';
 import { storeFor } from '../store/open.js';
@@ -32,6 +33,13 @@ const USAGE = `usage:
   diffem history ID --store URI [--json]
   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]   (DiffEM and EM-MMPS on the same data)
   diffem report ID --store URI [--out FILE]                       (self-contained HTML report)
+
+After a campaign:
+  diffem list --store URI [--json]                                (one line per campaign)
+  diffem verify ID --store URI [--json]                           (re-hash every recorded artifact)
+  diffem sample ID --store URI --count N --out FILE.safetensors|FILE.png [--seed S]
+  diffem reconstruct ID --store URI --observations FILE.safetensors --out FILE.safetensors|FILE.png [--samples K] [--seed S]
+  diffem export ID --store URI --out DIR                          (models, model card)
 
 Temporal (--engine temporal; TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE):
   diffem worker [--queue diffem-cpu|diffem-gpu|all] [--concurrency N] [--workflow-bundle FILE] [--role both|workflows|activities] [--shutdown-grace 60s]
@@ -76,6 +84,11 @@ async function main(argv: string[]): Promise<void> {
   // These parse their own options.
   if (command === 'compare') return (await import('./compare.js')).compareCommand(rest);
   if (command === 'report') return (await import('./report.js')).reportCommand(rest);
+  if (command === 'list') return (await import('./list.js')).listCommand(rest);
+  if (command === 'verify') return (await import('./verify.js')).verifyCommand(rest);
+  if (command === 'sample') return (await import('./sample.js')).sampleCommand(rest);
+  if (command === 'reconstruct') return (await import('./reconstruct.js')).reconstructCommand(rest);
+  if (command === 'export') return (await import('./export.js')).exportCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
