@@ -22,7 +22,7 @@ import { readLapRecords } from '../engines/records.js';
 import { storeFor } from '../store/open.js';
 import { sha256Hex, type ArtifactStore } from '../store/store.js';
 import type { ArtifactRef, Metrics } from '../workflows/types.js';
-import { finalModels } from './final-models.js';
+import { finalModels } from '../engines/final-models.js';
 import { recordedArtifacts } from './verify.js';
 
 export const EXPORT_USAGE = 'diffem export ID --store URI --out DIR';

@@ -32,7 +32,7 @@ import { Rng } from '../models/rng.js';
 import { decodeSafetensors, encodeSafetensors } from '../models/safetensors.js';
 import { storeFor } from '../store/open.js';
 import { isImageConfig, type ImageCampaignConfig, type VectorCampaignConfig } from '../workflows/config.js';
-import { finalModels, writeFileWhole } from './final-models.js';
+import { finalModels, writeFileWhole } from '../engines/final-models.js';
 import { outputKinds, parseCount, parseSeed } from './options.js';
 
 export const RECONSTRUCT_USAGE =

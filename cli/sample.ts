@@ -20,7 +20,7 @@ import type { NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { storeFor } from '../store/open.js';
 import { isImageConfig } from '../workflows/config.js';
-import { finalModels, writeFileWhole } from './final-models.js';
+import { finalModels, writeFileWhole } from '../engines/final-models.js';
 import { outputKinds, parseCount, parseSeed } from './options.js';
 
 export const SAMPLE_USAGE = 'diffem sample ID --store URI --count N --out FILE.safetensors|FILE.png [--seed S]';

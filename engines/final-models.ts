@@ -6,7 +6,7 @@
  * Also the one way those commands write files: whole or not at all.
  */
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { listSteps, readLapRecords, readSummary, requireCampaign, type CampaignManifest } from '../engines/records.js';
+import { listSteps, readLapRecords, readSummary, requireCampaign, type CampaignManifest } from './records.js';
 import type { ArtifactStore } from '../store/store.js';
 import { campaignKeys } from '../workflows/keys.js';
 import type { ArtifactRef, CampaignSummary } from '../workflows/types.js';
