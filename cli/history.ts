@@ -3,7 +3,14 @@
  * and the step journal) and the campaign's status.
  */
 import type { ArtifactStore } from '../store/store.js';
-import { listSteps, readLapRecords, readSummary, requireCampaign, type RunningStep, type StepRecord } from '../engines/records.js';
+import {
+  listSteps,
+  readLapRecords,
+  readSummary,
+  requireCampaign,
+  type RunningStep,
+  type StepRecord,
+} from '../engines/records.js';
 import type { lineageOf } from '../engines/lineage.js';
 import { formatDuration } from '../engines/local/progress.js';
 import type { ArtifactRef, Metrics } from '../workflows/types.js';
@@ -113,7 +120,10 @@ export async function chainText(store: ArtifactStore, chain: Awaited<ReturnType<
   const lines = ['chain (oldest first):'];
   for (const link of chain) {
     const summary = await readSummary(store, link.campaignId);
-    const metric = summary && typeof summary.lastMetrics.sinkhorn === 'number' ? `sinkhorn=${formatNumber(summary.lastMetrics.sinkhorn)}` : '';
+    const metric =
+      summary && typeof summary.lastMetrics.sinkhorn === 'number'
+        ? `sinkhorn=${formatNumber(summary.lastMetrics.sinkhorn)}`
+        : '';
     lines.push(
       `  ${link.campaignId}  parent ${link.parent ?? '-'}  data ${link.snapshot ? `${link.snapshot.files} files ${link.snapshot.digest.slice(0, 12)}` : 'drawn from the seed'}  ${summary ? `${summary.laps} laps ${metric}` : 'not finished'}`,
     );

@@ -193,7 +193,12 @@ async function main(argv: string[]): Promise<void> {
       const history = await campaignHistory(store, campaignId);
       const chain = await lineageOf(store, campaignId);
       if (values.json) process.stdout.write(JSON.stringify(history, null, 2) + '\n');
-      else process.stdout.write((chain.length > 1 || chain[0]?.snapshot ? (await chainText(store, chain)) + '\n\n' : '') + historyTable(history) + '\n');
+      else
+        process.stdout.write(
+          (chain.length > 1 || chain[0]?.snapshot ? (await chainText(store, chain)) + '\n\n' : '') +
+            historyTable(history) +
+            '\n',
+        );
       return;
     }
     case undefined:

@@ -66,12 +66,18 @@ function vectorObservations(config: VectorCampaignConfig, tensors: Record<string
   const y = tensorOf(tensors, 'y', source, [channel.obsDim]);
   const A = tensorOf(tensors, 'A', source, [channel.obsDim, channel.dim]);
   if (A.shape[0] !== y.shape[0]) {
-    throw new BadInputError('ShapeMismatch', `${source}: ${A.shape[0]} operators 'A' for ${y.shape[0]} observations 'y'`);
+    throw new BadInputError(
+      'ShapeMismatch',
+      `${source}: ${A.shape[0]} operators 'A' for ${y.shape[0]} observations 'y'`,
+    );
   }
   if (channel.kind === 'mask') {
     // A mask operator selects coordinates: its entries are 0 or 1.
     if (A.data.some((v) => v !== 0 && v !== 1)) {
-      throw new BadInputError('ShapeMismatch', `${source}: 'A' is not a coordinate mask, which this campaign's channel is`);
+      throw new BadInputError(
+        'ShapeMismatch',
+        `${source}: 'A' is not a coordinate mask, which this campaign's channel is`,
+      );
     }
   }
   return { y, A };
@@ -127,7 +133,15 @@ export async function reconstruct(options: ReconstructOptions): Promise<Reconstr
     return { ...moments(all, k), observed, seed, stream };
   }
   const { y, A } = vectorObservations(config, tensors, source);
-  const all = await drawPosteriorVector(store, config, conditional, repeatRows(y, k), repeatRows(A, k), rng, options.onStep);
+  const all = await drawPosteriorVector(
+    store,
+    config,
+    conditional,
+    repeatRows(y, k),
+    repeatRows(A, k),
+    rng,
+    options.onStep,
+  );
   return { ...moments(all, k), seed, stream };
 }
 
@@ -184,11 +198,19 @@ export async function reconstructCommand(args: string[]): Promise<void> {
       out.kind === 'png' && result.observed
         ? await imageGridPng(
             [
-              { title: 'observation', images: result.observed.y, ...(result.observed.ops.kind === 'mask' && { masks: result.observed.ops.masks }) },
+              {
+                title: 'observation',
+                images: result.observed.y,
+                ...(result.observed.ops.kind === 'mask' && { masks: result.observed.ops.masks }),
+              },
               { title: `mean of ${samples}`, images: result.mean },
               { title: 'std (scaled to its max)', images: stdForDisplay(result.std) },
             ],
-            { title: `${positionals[0]}: reconstructions of ${values.observations}`, count: Math.min(n, 16), columns: 4 },
+            {
+              title: `${positionals[0]}: reconstructions of ${values.observations}`,
+              count: Math.min(n, 16),
+              columns: 4,
+            },
           )
         : encodeSafetensors(
             { mean: result.mean, std: result.std, samples: result.samples },

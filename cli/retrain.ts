@@ -67,9 +67,11 @@ export async function simulateCommand(args: string[]): Promise<void> {
     allowPositionals: true,
     options: { part: { type: 'string' }, count: { type: 'string' }, out: { type: 'string' } },
   });
-  if (positionals.length !== 1 || !values.part || !values.count || !values.out) throw new Error(`usage: ${SIMULATE_USAGE}`);
+  if (positionals.length !== 1 || !values.part || !values.count || !values.out)
+    throw new Error(`usage: ${SIMULATE_USAGE}`);
   const config = await loadConfigFile(positionals[0]);
-  if (isImageConfig(config)) throw new Error(`${positionals[0]}: simulate draws vector observations (data kind manifold)`);
+  if (isImageConfig(config))
+    throw new Error(`${positionals[0]}: simulate draws vector observations (data kind manifold)`);
   const count = parseCount(values.count, '--count');
   const { y, A } = simulateObservations(config, values.part, count);
   await writeFileWhole(values.out, encodeSafetensors({ y, A }, { seed: String(config.seed), part: values.part }));

@@ -86,6 +86,8 @@ export async function sampleCommand(args: string[]): Promise<void> {
           })
         : encodeSafetensors({ x }, { campaign: positionals[0], sampler: 'heun', seed: String(used) });
     await writeFileWhole(out.path, bytes);
-    process.stdout.write(`wrote ${out.path}: ${count} samples of shape [${x.shape.slice(1).join(', ')}] (seed ${used})\n`);
+    process.stdout.write(
+      `wrote ${out.path}: ${count} samples of shape [${x.shape.slice(1).join(', ')}] (seed ${used})\n`,
+    );
   }
 }

@@ -40,7 +40,10 @@ export async function resolveParent(store: ArtifactStore, config: CampaignConfig
     ['data.dim', (c: CampaignConfig) => c.data.dim],
     ['schedule', (c: CampaignConfig) => c.schedule],
   ] as const) {
-    if (!same(part)) throw new Error(`init.from: campaign '${from}' has another ${field}; a warm start keeps the network and the data's kind`);
+    if (!same(part))
+      throw new Error(
+        `init.from: campaign '${from}' has another ${field}; a warm start keeps the network and the data's kind`,
+      );
   }
   const { summary, conditional } = await finalModels(store, from);
   if (!conditional || !summary.finalModel) {
@@ -59,7 +62,14 @@ export interface ScheduleTick {
 }
 
 export type RetrainingPlan =
-  | { action: 'train'; campaignId: string; config: CampaignConfig; parent?: string; snapshot: SourceSnapshot; resume: boolean }
+  | {
+      action: 'train';
+      campaignId: string;
+      config: CampaignConfig;
+      parent?: string;
+      snapshot: SourceSnapshot;
+      resume: boolean;
+    }
   | { action: 'no new data'; last: string; snapshot: SourceSnapshot };
 
 export async function readScheduleRuns(store: ArtifactStore, schedule: string): Promise<ScheduleTick[]> {
@@ -84,7 +94,9 @@ export async function planRetraining(
 ): Promise<RetrainingPlan> {
   validateCampaignId(schedule);
   if (isImageConfig(config) || !config.data.source) {
-    throw new Error(`schedule '${schedule}': retraining needs a vector config with data.source (a growing folder or S3 prefix)`);
+    throw new Error(
+      `schedule '${schedule}': retraining needs a vector config with data.source (a growing folder or S3 prefix)`,
+    );
   }
   const snapshot = await snapshotSource(config.data.source);
   const trained = (await readScheduleRuns(store, schedule)).filter((t) => t.outcome === 'trained');
@@ -93,7 +105,14 @@ export async function planRetraining(
     // The last tick's campaign did not finish (killed, failed): resume it before anything newer.
     const manifest = await readManifest(store, previous.campaignId);
     if (manifest) {
-      return { action: 'train', campaignId: previous.campaignId, config: manifest.config, parent: previous.parent, snapshot, resume: true };
+      return {
+        action: 'train',
+        campaignId: previous.campaignId,
+        config: manifest.config,
+        parent: previous.parent,
+        snapshot,
+        resume: true,
+      };
     }
   }
   const done = [];
@@ -139,14 +158,18 @@ export async function lineageOf(
 ): Promise<Array<{ campaignId: string; parent: string | null; snapshot: { digest: string; files: number } | null }>> {
   const chain = [];
   const seen = new Set<string>();
-  for (let id: string | undefined = campaignId; id && !seen.has(id); ) {
+  for (let id: string | undefined = campaignId; id && !seen.has(id);) {
     seen.add(id);
     const manifest = await readManifest(store, id);
     if (!manifest) break;
     const key = campaignKeys.snapshot(id);
     const snapshot = (await store.exists(key)) ? await getJson<SourceSnapshot>(store, key) : null;
     const parent = manifest.config.init?.from ?? null;
-    chain.unshift({ campaignId: id, parent, snapshot: snapshot && { digest: snapshot.digest, files: snapshot.files.length } });
+    chain.unshift({
+      campaignId: id,
+      parent,
+      snapshot: snapshot && { digest: snapshot.digest, files: snapshot.files.length },
+    });
     id = parent ?? undefined;
   }
   return chain;

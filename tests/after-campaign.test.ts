@@ -187,9 +187,15 @@ test("sample reproduces the campaign's own prior samples from its seed, on S3, a
   assert.ok(sameBytes(drawn, own), 'the same seed gives the campaign prior samples, bit for bit');
 
   const other = join(dir, 'prior-other.safetensors');
-  assert.equal((await runCli(['sample', 'tiny', '--store', fsUri, '--count', '16', '--seed', '99', '--out', other])).code, 0);
+  assert.equal(
+    (await runCli(['sample', 'tiny', '--store', fsUri, '--count', '16', '--seed', '99', '--out', other])).code,
+    0,
+  );
   const again = join(dir, 'prior-again.safetensors');
-  assert.equal((await runCli(['sample', 'tiny', '--store', fsUri, '--count', '16', '--seed', '99', '--out', again])).code, 0);
+  assert.equal(
+    (await runCli(['sample', 'tiny', '--store', fsUri, '--count', '16', '--seed', '99', '--out', again])).code,
+    0,
+  );
   const a = tensor(await readFile(other), 'x');
   assert.ok(sameBytes(a, tensor(await readFile(again), 'x')), 'deterministic for a seed');
   assert.ok(!sameBytes(a, ndarray([16, 5], own.data.slice(0, 80))), 'another seed, other draws');
@@ -211,7 +217,20 @@ test("reconstruct with one sample, a shard of the campaign's data and its final 
   const out = join(dir, 'recon.safetensors');
   // The final E-step follows lap LAPS: its stream is estep/lap-(LAPS+1)/shard-1.
   const run = await runCli(
-    ['reconstruct', 'tiny', '--store', S3_URI, '--observations', shard, '--samples', '1', '--stream', `estep/lap-${LAPS + 1}/shard-1`, '--out', out],
+    [
+      'reconstruct',
+      'tiny',
+      '--store',
+      S3_URI,
+      '--observations',
+      shard,
+      '--samples',
+      '1',
+      '--stream',
+      `estep/lap-${LAPS + 1}/shard-1`,
+      '--out',
+      out,
+    ],
     s3.env,
   );
   assert.equal(run.code, 0, run.stderr);
@@ -222,7 +241,18 @@ test("reconstruct with one sample, a shard of the campaign's data and its final 
   assert.ok(tensor(file, 'std').data.every((v) => v === 0));
 
   const many = join(dir, 'recon-4.safetensors');
-  const four = await runCli(['reconstruct', 'tiny', '--store', fsUri, '--observations', shard, '--samples', '4', '--out', many]);
+  const four = await runCli([
+    'reconstruct',
+    'tiny',
+    '--store',
+    fsUri,
+    '--observations',
+    shard,
+    '--samples',
+    '4',
+    '--out',
+    many,
+  ]);
   assert.equal(four.code, 0, four.stderr);
   const bytes = await readFile(many);
   const samples = tensor(bytes, 'samples');
@@ -237,7 +267,10 @@ test("reconstruct with one sample, a shard of the campaign's data and its final 
     assert.ok(Math.abs(mean.data[j] - m) < 1e-5);
     assert.ok(Math.abs(std.data[j] - Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / 4)) < 1e-5);
   }
-  assert.ok(std.data.some((v) => v > 0), 'four samples differ');
+  assert.ok(
+    std.data.some((v) => v > 0),
+    'four samples differ',
+  );
 });
 
 test('reconstruct refuses bad observation files by name and writes nothing', async () => {
@@ -270,7 +303,16 @@ test('reconstruct refuses bad observation files by name and writes nothing', asy
     assert.match(run.stderr, message);
     assert.ok(!existsSync(out), `nothing written for ${name}`);
   }
-  const absent = await runCli(['reconstruct', 'tiny', '--store', fsUri, '--observations', join(dir, 'absent.safetensors'), '--out', join(dir, 'o.safetensors')]);
+  const absent = await runCli([
+    'reconstruct',
+    'tiny',
+    '--store',
+    fsUri,
+    '--observations',
+    join(dir, 'absent.safetensors'),
+    '--out',
+    join(dir, 'o.safetensors'),
+  ]);
   assert.match(absent.stderr, /--observations .*absent\.safetensors: ENOENT/);
   assert.ok(!(await readdir(dir)).some((f) => f.includes('.part-')), 'no partial files left');
 });
@@ -303,12 +345,18 @@ test('export writes both models and a model card whose digests are the files and
     [0, 1, 2],
   );
   assert.equal(card.datasetDigest, sha256Hex(await readFile(join(fsUri, campaignKeys.observations('tiny')))));
-  assert.equal(card.code.version, JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version);
+  assert.equal(
+    card.code.version,
+    JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version,
+  );
   for (const f of card.files) {
     assert.equal(sha256Hex(await readFile(join(out, f.file))), f.sha256, f.file);
     assert.equal(sha256Hex(await readFile(join(fsUri, f.from))), f.sha256, f.from);
   }
-  assert.equal(card.files.find((f) => f.file === 'conditional.onnx')?.from, campaignKeys.network('tiny', { lap: LAPS }, 'denoiser.onnx'));
+  assert.equal(
+    card.files.find((f) => f.file === 'conditional.onnx')?.from,
+    campaignKeys.network('tiny', { lap: LAPS }, 'denoiser.onnx'),
+  );
   const observations = card.artifacts.find((a) => a.key === campaignKeys.observations('tiny'));
   assert.equal(observations?.sha256, card.datasetDigest);
   const md = await readFile(join(out, 'model-card.md'), 'utf8');

@@ -81,7 +81,10 @@ test('a schedule trains, records "no new data" without training, then warm-start
 
   const quiet = await tick();
   assert.equal(quiet.code, 0, quiet.stderr);
-  assert.match(quiet.stdout, /no new data in s3:\/\/inbox\/team\/observations since nightly-0001 \(1 files, snapshot [0-9a-f]{12}\); nothing trained/);
+  assert.match(
+    quiet.stdout,
+    /no new data in s3:\/\/inbox\/team\/observations since nightly-0001 \(1 files, snapshot [0-9a-f]{12}\); nothing trained/,
+  );
   const fs = openStore(store);
   assert.deepEqual(await listCampaignIds(fs), ['nightly-0001'], 'no campaign was started');
   const runs = await readScheduleRuns(fs, 'nightly');
@@ -116,7 +119,10 @@ test('a schedule trains, records "no new data" without training, then warm-start
   assert.match(history.stdout, /nightly-0002 {2}parent nightly-0001 {2}data 2 files [0-9a-f]{12} {2}1 laps sinkhorn=/);
 
   // A fresh campaign with the same budget on the same grown data, for the figures.
-  const fresh = await writeConfig('fresh.yaml', document(SOURCE, { em: { laps: 1, gaussianIterations: 4, shardSize: PER_FILE, concurrency: 2 } }));
+  const fresh = await writeConfig(
+    'fresh.yaml',
+    document(SOURCE, { em: { laps: 1, gaussianIterations: 4, shardSize: PER_FILE, concurrency: 2 } }),
+  );
   const run = await runCli(['run', fresh, '--store', store, '--id', 'fresh'], s3.env);
   assert.equal(run.code, 0, run.stderr);
   const freshSummary = await readSummary(fs, 'fresh');
@@ -124,7 +130,9 @@ test('a schedule trains, records "no new data" without training, then warm-start
   const warmSinkhorn = summary?.lastMetrics.sinkhorn ?? Number.NaN;
   const freshSinkhorn = freshSummary?.lastMetrics.sinkhorn ?? Number.NaN;
   assert.ok(Number.isFinite(warmSinkhorn) && Number.isFinite(freshSinkhorn));
-  t.diagnostic(`final reconstructions' Sinkhorn divergence, one lap on 2 files: warm ${warmSinkhorn}, fresh ${freshSinkhorn}`);
+  t.diagnostic(
+    `final reconstructions' Sinkhorn divergence, one lap on 2 files: warm ${warmSinkhorn}, fresh ${freshSinkhorn}`,
+  );
 });
 
 test('retraining refuses a bad source file, an unknown parent and a warm start under EM-MMPS, by name', async () => {
@@ -142,15 +150,34 @@ test('retraining refuses a bad source file, an unknown parent and a warm start u
 
   const empty = join(dir, 'empty-inbox');
   await mkdir(empty, { recursive: true });
-  const none = await runCli(['run', await writeConfig('empty.yaml', document(empty)), '--store', store, '--id', 'empty']);
+  const none = await runCli([
+    'run',
+    await writeConfig('empty.yaml', document(empty)),
+    '--store',
+    store,
+    '--id',
+    'empty',
+  ]);
   assert.notEqual(none.code, 0);
   assert.match(none.stderr, /empty-inbox: holds no \.safetensors observation files/);
 
-  const orphan = await runCli(['run', await writeConfig('orphan.yaml', document(inbox, { init: { from: 'nobody' } })), '--store', store, '--id', 'orphan']);
+  const orphan = await runCli([
+    'run',
+    await writeConfig('orphan.yaml', document(inbox, { init: { from: 'nobody' } })),
+    '--store',
+    store,
+    '--id',
+    'orphan',
+  ]);
   assert.notEqual(orphan.code, 0);
   assert.match(orphan.stderr, /init\.from: no campaign 'nobody'/);
 
-  const mmps = await runCli(['run', await writeConfig('mmps.yaml', document(inbox, { method: 'emmps', init: { from: 'x' } })), '--store', store]);
+  const mmps = await runCli([
+    'run',
+    await writeConfig('mmps.yaml', document(inbox, { method: 'emmps', init: { from: 'x' } })),
+    '--store',
+    store,
+  ]);
   assert.notEqual(mmps.code, 0);
   assert.match(mmps.stderr, /init\.from: a warm start continues DiffEM's conditional model/);
   assert.ok((await readFile(config, 'utf8')).includes('bad-inbox'));

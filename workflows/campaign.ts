@@ -263,9 +263,18 @@ async function warmLap(
     truth: data.truth,
   });
   host.progress({ phase: 'lap', lap: 0, laps, step: 'M-step', metrics: evaluation.metrics });
-  const model = await ledger.call('trainConditional', `${name}/train`, { ...base, lap: 0, samples, init: parent.weights });
+  const model = await ledger.call('trainConditional', `${name}/train`, {
+    ...base,
+    lap: 0,
+    samples,
+    init: parent.weights,
+  });
   const s = base.config.seed;
-  const seeds = { estep: `${s}/estep/lap-0/shard-*`, recorrupt: `${s}/recorrupt/lap-0`, train: `${s}/train/lap-0/step-*` };
+  const seeds = {
+    estep: `${s}/estep/lap-0/shard-*`,
+    recorrupt: `${s}/recorrupt/lap-0`,
+    train: `${s}/train/lap-0/step-*`,
+  };
   const record = ledger.record({ ...evaluation.metrics, final_loss: last(model.losses) }, seeds);
   await host.call('recordLap', `${name}/record`, { ...base, record });
   host.progress({ phase: 'lap', lap: 0, laps, step: 'recorded', metrics: record.metrics });

@@ -50,7 +50,6 @@ export async function openDenoiser(
   });
 }
 
-
 /**
  * Posterior samples x ~ p(x | y, A) from a conditional model: the E-step's draw, also used by
  * `diffem reconstruct` on new observations, so both stay one sampler with one schedule.
@@ -110,7 +109,6 @@ export async function posteriorSampleVector(
   const { campaignId, lap, shard } = input;
   const store = storeFor(input.store);
   const { y, A } = await loadShard(store, config, shard);
-  const schedule = logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax);
   const rng = Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`);
   const rows = shard.end - shard.start;
   let x;

@@ -71,7 +71,10 @@ export async function loadSource(
     const y = tensorOf(tensors, 'y', where, [channel.obsDim]);
     const A = tensorOf(tensors, 'A', where, [channel.obsDim, channel.dim]);
     if (A.shape[0] !== y.shape[0]) {
-      throw new BadInputError('ShapeMismatch', `${where}: ${A.shape[0]} operators 'A' for ${y.shape[0]} observations 'y'`);
+      throw new BadInputError(
+        'ShapeMismatch',
+        `${where}: ${A.shape[0]} operators 'A' for ${y.shape[0]} observations 'y'`,
+      );
     }
     ys.push(y);
     As.push(A);
