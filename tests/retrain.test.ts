@@ -118,6 +118,12 @@ test('a schedule trains, records "no new data" without training, then warm-start
   assert.match(history.stdout, /nightly-0001 {2}parent - {2}data 1 files [0-9a-f]{12} {2}2 laps sinkhorn=/);
   assert.match(history.stdout, /nightly-0002 {2}parent nightly-0001 {2}data 2 files [0-9a-f]{12} {2}1 laps sinkhorn=/);
 
+  const report = await runCli(['report', 'nightly-0002', '--store', store, '--out', join(dir, 'report.html')]);
+  assert.equal(report.code, 0, report.stderr);
+  const html = await readFile(join(dir, 'report.html'), 'utf8');
+  assert.match(html, /Retraining chain of <code>nightly-0002<\/code>/);
+  assert.match(html, /<td><code>nightly-0002<\/code><\/td><td><code>nightly-0001<\/code><\/td><td>2 files, /);
+
   // A fresh campaign with the same budget on the same grown data, for the figures.
   const fresh = await writeConfig(
     'fresh.yaml',
