@@ -171,7 +171,7 @@ export async function runCampaign(host: CampaignHost, input: CampaignInput): Pro
   const { config } = input;
   const base: StepInput = { store: input.store, campaignId: input.campaignId, config };
   const laps = config.em.laps;
-  if (config.init && !input.parent) {
+  if (config.init && !input.parent && !input.resume) {
     throw new Error(`config init.from '${config.init.from}' needs the parent's model resolved by the engine`);
   }
   let state = input.resume ?? (await initialLap(host, base, input.parent));
