@@ -18,20 +18,15 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { domainOf } from '../activities/domain.js';
+import type { ImageObservations } from '../activities/images/common.js';
 import { imageGridPng } from '../activities/images/figures.js';
-import { concatOperators, observationsOf, type ImageObservations } from '../activities/images/common.js';
-import { drawPosteriorImages } from '../activities/images/sample.js';
-import { tensorOf } from '../activities/io.js';
-import { channelOf } from '../activities/vector/data.js';
-import { drawPosteriorVector } from '../activities/vector/sample.js';
-import { BadInputError } from '../activities/errors.js';
 import { ConsoleProgress } from '../engines/local/progress.js';
 import { DATA_MAX, DATA_MIN } from '../models/datasets/dataset.js';
-import { concatRows, ndarray, type NDArray } from '../models/ndarray.js';
+import { ndarray, type NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { decodeSafetensors, encodeSafetensors } from '../models/safetensors.js';
 import { storeFor } from '../store/open.js';
-import { isImageConfig, type ImageCampaignConfig, type VectorCampaignConfig } from '../workflows/config.js';
 import { finalModels, writeFileWhole } from '../engines/final-models.js';
 import { outputKinds, parseCount, parseSeed } from './options.js';
 
@@ -59,32 +54,6 @@ export interface Reconstruction {
   observed?: ImageObservations;
   seed: number;
   stream: string;
-}
-
-function vectorObservations(config: VectorCampaignConfig, tensors: Record<string, NDArray>, source: string) {
-  const channel = channelOf(config);
-  const y = tensorOf(tensors, 'y', source, [channel.obsDim]);
-  const A = tensorOf(tensors, 'A', source, [channel.obsDim, channel.dim]);
-  if (A.shape[0] !== y.shape[0]) {
-    throw new BadInputError(
-      'ShapeMismatch',
-      `${source}: ${A.shape[0]} operators 'A' for ${y.shape[0]} observations 'y'`,
-    );
-  }
-  if (channel.kind === 'mask') {
-    // A mask operator selects coordinates: its entries are 0 or 1.
-    if (A.data.some((v) => v !== 0 && v !== 1)) {
-      throw new BadInputError(
-        'ShapeMismatch',
-        `${source}: 'A' is not a coordinate mask, which this campaign's channel is`,
-      );
-    }
-  }
-  return { y, A };
-}
-
-function repeatRows(a: NDArray, times: number): NDArray {
-  return times === 1 ? a : concatRows(Array.from({ length: times }, () => a));
 }
 
 /** Mean and population standard deviation over the K samples of each element. */
@@ -122,27 +91,15 @@ export async function reconstruct(options: ReconstructOptions): Promise<Reconstr
   const path = stream.split('/');
   if (path.some((p) => p === '')) throw new Error(`--stream '${stream}': empty path segment`);
   const rng = Rng.derive(seed, ...path);
-  const k = options.samples;
-  if (isImageConfig(config)) {
-    const observed = observationsOf(config as ImageCampaignConfig, tensors, source);
-    const repeated: ImageObservations = {
-      y: repeatRows(observed.y, k),
-      ops: k === 1 ? observed.ops : concatOperators(Array.from({ length: k }, () => observed.ops)),
-    };
-    const all = await drawPosteriorImages(store, config, conditional, repeated, rng, options.onStep, 'reconstructions');
-    return { ...moments(all, k), observed, seed, stream };
-  }
-  const { y, A } = vectorObservations(config, tensors, source);
-  const all = await drawPosteriorVector(
+  const { samples, observed } = await domainOf(config).drawPosteriors(
     store,
-    config,
     conditional,
-    repeatRows(y, k),
-    repeatRows(A, k),
+    { tensors, source },
+    options.samples,
     rng,
     options.onStep,
   );
-  return { ...moments(all, k), seed, stream };
+  return { ...moments(samples, options.samples), ...(observed && { observed }), seed, stream };
 }
 
 /** std in [0, max] drawn on the grid's [DATA_MIN, DATA_MAX] scale. */

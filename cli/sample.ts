@@ -10,16 +10,14 @@
  * campaigns) writes a grid of them. Both may be given.
  */
 import { parseArgs } from 'node:util';
-import { drawPriorImages } from '../activities/images/sample.js';
 import { imageGridPng } from '../activities/images/figures.js';
-import { drawPriorVector } from '../activities/vector/sample.js';
+import { domainOf } from '../activities/domain.js';
 import { ConsoleProgress } from '../engines/local/progress.js';
 import { requireCampaign } from '../engines/records.js';
 import { encodeSafetensors } from '../models/safetensors.js';
 import type { NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { storeFor } from '../store/open.js';
-import { isImageConfig } from '../workflows/config.js';
 import { finalModels, writeFileWhole } from '../engines/final-models.js';
 import { outputKinds, parseCount, parseSeed } from './options.js';
 
@@ -38,13 +36,10 @@ export async function samplePrior(options: SampleOptions): Promise<{ x: NDArray;
   const store = storeFor(options.store);
   const { manifest, prior } = await finalModels(store, options.campaignId);
   if (!prior) throw new Error(`campaign '${options.campaignId}' has no final prior to sample`);
-  const config = manifest.config;
-  const seed = options.seed ?? config.seed;
-  const rng = Rng.derive(seed, 'prior-sample');
-  if (isImageConfig(config)) {
-    return { x: await drawPriorImages(store, config, prior, options.count, rng, options.onStep), image: true, seed };
-  }
-  return { x: await drawPriorVector(store, config, prior, options.count, rng, options.onStep), image: false, seed };
+  const domain = domainOf(manifest.config);
+  const seed = options.seed ?? manifest.config.seed;
+  const x = await domain.drawPrior(store, prior, options.count, Rng.derive(seed, 'prior-sample'), options.onStep);
+  return { x, image: domain.images, seed };
 }
 
 export async function sampleCommand(args: string[]): Promise<void> {
@@ -66,7 +61,8 @@ export async function sampleCommand(args: string[]): Promise<void> {
   const outputs = outputKinds(values.out, ['safetensors', 'png']);
   const png = outputs.find((o) => o.kind === 'png');
   const { config } = await requireCampaign(storeFor(values.store), positionals[0]);
-  if (png && !isImageConfig(config)) throw new Error(`--out ${png.path}: PNG grids are drawn for image campaigns only`);
+  if (png && !domainOf(config).images)
+    throw new Error(`--out ${png.path}: PNG grids are drawn for image campaigns only`);
   const bar = new ConsoleProgress();
   const { x, seed: used } = await samplePrior({
     store: values.store,

@@ -16,7 +16,7 @@
  */
 import { snapshotSource, type SourceSnapshot } from '../activities/vector/source.js';
 import { getJson, putJson, type ArtifactStore } from '../store/store.js';
-import { isImageConfig, type CampaignConfig } from '../workflows/config.js';
+import type { CampaignConfig } from '../workflows/config.js';
 import { campaignKeys, scheduleRunsKey } from '../workflows/keys.js';
 import type { ParentModel } from '../workflows/types.js';
 import { finalModels } from './final-models.js';
@@ -93,7 +93,7 @@ export async function planRetraining(
   warmLaps?: number,
 ): Promise<RetrainingPlan> {
   validateCampaignId(schedule);
-  if (isImageConfig(config) || !config.data.source) {
+  if (config.data.kind !== 'manifold' || !config.data.source) {
     throw new Error(
       `schedule '${schedule}': retraining needs a vector config with data.source (a growing folder or S3 prefix)`,
     );

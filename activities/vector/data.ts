@@ -134,3 +134,28 @@ export async function loadSamples(
   );
   return concatRows(parts);
 }
+
+/** Observations from a user's file (y and A, as in a data shard), checked against the campaign's channel. */
+export function observationsOfFile(
+  config: VectorCampaignConfig,
+  tensors: Record<string, NDArray>,
+  source: string,
+): ObservationShard {
+  const channel = channelOf(config);
+  const y = tensorOf(tensors, 'y', source, [channel.obsDim]);
+  const A = tensorOf(tensors, 'A', source, [channel.obsDim, channel.dim]);
+  if (A.shape[0] !== y.shape[0]) {
+    throw new BadInputError(
+      'ShapeMismatch',
+      `${source}: ${A.shape[0]} operators 'A' for ${y.shape[0]} observations 'y'`,
+    );
+  }
+  // A mask operator selects coordinates: its entries are 0 or 1.
+  if (channel.kind === 'mask' && A.data.some((v) => v !== 0 && v !== 1)) {
+    throw new BadInputError(
+      'ShapeMismatch',
+      `${source}: 'A' is not a coordinate mask, which this campaign's channel is`,
+    );
+  }
+  return { y, A };
+}
