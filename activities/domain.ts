@@ -23,7 +23,12 @@ import type {
   TrainInput,
   TrainOutput,
 } from '../workflows/types.js';
+import type { NDArray } from '../models/ndarray.js';
+import type { Rng } from '../models/rng.js';
+import type { SamplerProgress } from '../models/samplers/sampler.js';
+import type { ArtifactStore } from '../store/store.js';
 import type { Untimed } from './activity.js';
+import type { ImageObservations } from '../models/channels/image-operators.js';
 
 /** Which network a training step fits: DiffEM's conditional M-step, EM-MMPS's prior, or the final prior. */
 export type TrainingRole = { role: 'train' | 'prior'; conditional: boolean };
@@ -37,6 +42,41 @@ export interface Domain {
   evaluate(input: EvaluateInput): Promise<Untimed<EvaluateOutput>>;
   samplePrior(input: SamplePriorInput): Promise<Untimed<SamplePriorOutput>>;
   renderFigures(input: FigureInput): Promise<Untimed<FigureOutput>>;
+
+  /**
+   * Stand-in observations for a growing source (`diffem simulate`, the retraining tests), drawn
+   * like the campaign's own from stream `simulate/{part}`; absent where no source kind exists.
+   */
+  simulateObservations?(part: string, count: number): Record<string, NDArray>;
+
+  /** Whether samples are images (drawn as PNG grids by the commands that use a finished campaign). */
+  readonly images: boolean;
+  /** `count` draws of a final prior by the campaign's own Heun sampler, shaped as stored. */
+  drawPrior(
+    store: ArtifactStore,
+    model: ArtifactRef,
+    count: number,
+    rng: Rng,
+    onStep?: SamplerProgress,
+  ): Promise<NDArray>;
+  /**
+   * `k` posterior samples of each observation in a user's file (laid out like a data shard)
+   * by the E-step's sampler, drawn in one batch: row `j n + i` is sample j of observation i.
+   */
+  drawPosteriors(
+    store: ArtifactStore,
+    model: ArtifactRef,
+    file: { tensors: Record<string, NDArray>; source: string },
+    k: number,
+    rng: Rng,
+    onStep?: SamplerProgress,
+  ): Promise<PosteriorDraws>;
+}
+
+export interface PosteriorDraws {
+  samples: NDArray;
+  /** Images only: the observations as read, for the observation panel. */
+  observed?: ImageObservations;
 }
 
 /** Whether a campaign's M-step trains a conditional model (DiffEM) or the prior itself (EM-MMPS). */

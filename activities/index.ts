@@ -16,7 +16,7 @@ import { vectorDomain } from './vector/domain.js';
 import { asActivity } from './errors.js';
 
 /** The one place where a campaign's kind is told apart. */
-function domainOf(config: CampaignConfig): Domain {
+export function domainOf(config: CampaignConfig): Domain {
   return isImageConfig(config) ? imageDomain(config) : vectorDomain(config);
 }
 

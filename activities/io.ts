@@ -2,7 +2,7 @@
  * Reading what an earlier step stored, with its shape and values checked, and storing the
  * corrupted dataset the same way for every data kind.
  */
-import type { NDArray } from '../models/ndarray.js';
+import { concatRows, type NDArray } from '../models/ndarray.js';
 import { putTensors } from '../store/tensors.js';
 import type { ArtifactStore } from '../store/store.js';
 import { campaignKeys } from '../workflows/keys.js';
@@ -42,4 +42,9 @@ export async function storeDataset(
   const observations = await putTensors(store, campaignKeys.observations(campaignId), observed, meta);
   const clean = await putTensors(store, campaignKeys.clean(campaignId), { x: heldout, latent }, meta);
   return { observations, clean };
+}
+
+/** `a` stacked `times` times along its rows (several samples of each row, drawn in one batch). */
+export function repeatRows(a: NDArray, times: number): NDArray {
+  return times === 1 ? a : concatRows(Array.from({ length: times }, () => a));
 }

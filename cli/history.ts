@@ -3,7 +3,15 @@
  * and the step journal) and the campaign's status.
  */
 import type { ArtifactStore } from '../store/store.js';
-import { listSteps, readLapRecords, requireCampaign, type RunningStep, type StepRecord } from '../engines/records.js';
+import {
+  listSteps,
+  readLapRecords,
+  readSummary,
+  requireCampaign,
+  type RunningStep,
+  type StepRecord,
+} from '../engines/records.js';
+import type { lineageOf } from '../engines/lineage.js';
 import { formatDuration } from '../engines/local/progress.js';
 import type { ArtifactRef, Metrics } from '../workflows/types.js';
 
@@ -105,4 +113,20 @@ export function progressBar(running: RunningStep): string {
   const width = 24;
   const filled = Math.min(width, Math.round((width * done) / total));
   return `${running.step} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${when}`;
+}
+
+/** The chain of warm-started campaigns, oldest first: each with its parent, data snapshot and final metrics. */
+export async function chainText(store: ArtifactStore, chain: Awaited<ReturnType<typeof lineageOf>>): Promise<string> {
+  const lines = ['chain (oldest first):'];
+  for (const link of chain) {
+    const summary = await readSummary(store, link.campaignId);
+    const metric =
+      summary && typeof summary.lastMetrics.sinkhorn === 'number'
+        ? `sinkhorn=${formatNumber(summary.lastMetrics.sinkhorn)}`
+        : '';
+    lines.push(
+      `  ${link.campaignId}  parent ${link.parent ?? '-'}  data ${link.snapshot ? `${link.snapshot.files} files ${link.snapshot.digest.slice(0, 12)}` : 'drawn from the seed'}  ${summary ? `${summary.laps} laps ${metric}` : 'not finished'}`,
+    );
+  }
+  return lines.join('\n');
 }

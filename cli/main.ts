@@ -8,6 +8,7 @@
  *   diffem history ID --store URI [--json]
  *   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]
  *   diffem report ID --store URI [--out FILE]
+ *   diffem list | verify | sample | reconstruct | export   (using and auditing a finished campaign)
  */
 import { parseArgs } from 'node:util';
 import { storeFor } from '../store/open.js';
@@ -17,7 +18,8 @@ import { ConsoleProgress, formatMetrics } from '../engines/local/progress.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import { ConfigFileError, loadConfigFile } from '../engines/config-file.js';
 import { controlsLocalCampaign, isControlCommand, localControlCommand } from './control.js';
-import { campaignHistory, historyTable, progressBar } from './history.js';
+import { campaignHistory, chainText, historyTable, progressBar } from './history.js';
+import { lineageOf } from '../engines/lineage.js';
 
 // The AWS SDK warns on every S3 use that its releases after January 2027 need Node 22; the
 // project supports Node 20, so that one notice is dropped and every other warning shown.
@@ -35,6 +37,17 @@ const USAGE = `usage:
   diffem pause|unpause|stop|progress ID --store URI [--json]   (embedded engine: before the next step / after this lap)
   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]   (DiffEM and EM-MMPS on the same data)
   diffem report ID --store URI [--out FILE]                       (self-contained HTML report)
+
+After a campaign:
+  diffem list --store URI [--json]                                (one line per campaign)
+  diffem verify ID --store URI [--json]                           (re-hash every recorded artifact)
+  diffem sample ID --store URI --count N --out FILE.safetensors|FILE.png [--seed S]
+  diffem reconstruct ID --store URI --observations FILE.safetensors --out FILE.safetensors|FILE.png [--samples K] [--seed S]
+  diffem export ID --store URI --out DIR                          (models, model card)
+
+Retraining (a config with data.source, a growing folder or S3 prefix; init: { from: ID } warm-starts):
+  diffem retrain CONFIG.yaml --store URI --schedule NAME [--warm-laps N]   (one tick: from cron)
+  diffem simulate CONFIG.yaml --part NAME --count N --out FILE.safetensors (observation files to try it)
 
 Temporal (--engine temporal; TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE):
   diffem worker [--queue diffem-cpu|diffem-gpu-train|diffem-gpu-sample|diffem-gpu|all] [--device auto|cpu|cuda] [--health-port PORT] [--concurrency N] [--workflow-bundle FILE] [--role both|workflows|activities] [--shutdown-grace 60s]
@@ -80,6 +93,13 @@ async function main(argv: string[]): Promise<void> {
   // These parse their own options.
   if (command === 'compare') return (await import('./compare.js')).compareCommand(rest);
   if (command === 'report') return (await import('./report.js')).reportCommand(rest);
+  if (command === 'list') return (await import('./list.js')).listCommand(rest);
+  if (command === 'verify') return (await import('./verify.js')).verifyCommand(rest);
+  if (command === 'sample') return (await import('./sample.js')).sampleCommand(rest);
+  if (command === 'reconstruct') return (await import('./reconstruct.js')).reconstructCommand(rest);
+  if (command === 'export') return (await import('./export.js')).exportCommand(rest);
+  if (command === 'retrain') return (await import('./retrain.js')).retrainCommand(rest);
+  if (command === 'simulate') return (await import('./retrain.js')).simulateCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
@@ -176,8 +196,16 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'history': {
       const campaignId = needOne('campaign ID');
-      const history = await campaignHistory(storeFor(needStore()), campaignId);
-      process.stdout.write(values.json ? JSON.stringify(history, null, 2) + '\n' : historyTable(history) + '\n');
+      const store = storeFor(needStore());
+      const history = await campaignHistory(store, campaignId);
+      const chain = await lineageOf(store, campaignId);
+      if (values.json) process.stdout.write(JSON.stringify(history, null, 2) + '\n');
+      else
+        process.stdout.write(
+          (chain.length > 1 || chain[0]?.snapshot ? (await chainText(store, chain)) + '\n\n' : '') +
+            historyTable(history) +
+            '\n',
+        );
       return;
     }
     case undefined:

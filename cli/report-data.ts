@@ -19,6 +19,7 @@ import {
 } from '../engines/records.js';
 import { curveFunction, type CurveParams } from '../models/manifold.js';
 import { collectRefs } from '../workflows/campaign.js';
+import { lineageOf } from '../engines/lineage.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import type { ArtifactRef, CampaignSummary, Metrics } from '../workflows/types.js';
 import { campaignHistory } from './history.js';
@@ -90,6 +91,16 @@ export interface ReportRun {
   priorMetrics: Metrics | null;
   samples: SampleCloud[];
   figures: ReportFigure[];
+  /** Retraining: the campaigns this one continues, oldest first, ending with itself (one link when none). */
+  chain: ChainLink[];
+}
+
+export interface ChainLink {
+  campaignId: string;
+  parent: string | null;
+  snapshot: { digest: string; files: number } | null;
+  laps: number | null;
+  metrics: Metrics | null;
 }
 
 export interface ReportData {
@@ -210,6 +221,12 @@ async function loadRun(
     priorMetrics: summary?.priorMetrics ?? null,
     samples,
     figures: await loadFigures(store, campaignId),
+    chain: await Promise.all(
+      (await lineageOf(store, campaignId)).map(async (link) => {
+        const linkSummary = await readSummary(store, link.campaignId);
+        return { ...link, laps: linkSummary?.laps ?? null, metrics: linkSummary?.lastMetrics ?? null };
+      }),
+    ),
   };
 }
 

@@ -107,7 +107,23 @@ function lineageSection(data: ReportData): string {
     return `<h3>${escapeHtml(run.method)}: <code>${escapeHtml(run.campaignId)}</code></h3>
 <table class="lineage" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th><th>seconds</th><th title="activity attempts over the lap's steps">step attempts</th><th>started</th><th>finished</th><th>E-step evaluations</th><th>artifacts (key, sha256, bytes)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
   });
-  return `<section id="lineage"><h2>Lineage</h2>${tables.join('')}</section>`;
+  return `<section id="lineage"><h2>Lineage</h2>${chainTables(data)}${tables.join('')}</section>`;
+}
+
+/** The retraining chain of each run: parent, data snapshot and final metrics per campaign. */
+function chainTables(data: ReportData): string {
+  return data.runs
+    .filter((run) => run.chain.length > 1 || run.chain.some((link) => link.snapshot))
+    .map((run) => {
+      const names = [...new Set(run.chain.flatMap((link) => Object.keys(link.metrics ?? {})))];
+      const rows = run.chain.map(
+        (link) =>
+          `<tr><td><code>${escapeHtml(link.campaignId)}</code></td><td>${link.parent ? `<code>${escapeHtml(link.parent)}</code>` : '-'}</td><td>${link.snapshot ? `${link.snapshot.files} files, <code>${link.snapshot.digest.slice(0, 12)}</code>` : 'drawn from the seed'}</td><td>${link.laps ?? '-'}</td>${names.map((n) => `<td>${link.metrics && n in link.metrics ? Number(link.metrics[n].toPrecision(4)) : '-'}</td>`).join('')}</tr>`,
+      );
+      return `<h3>Retraining chain of <code>${escapeHtml(run.campaignId)}</code></h3>
+<table class="chain"><thead><tr><th>campaign</th><th>parent</th><th>data snapshot</th><th>laps</th>${names.map((n) => `<th>${escapeHtml(n)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+    })
+    .join('');
 }
 
 function lineageRow(lap: ReportLap): string {

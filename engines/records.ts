@@ -271,3 +271,14 @@ export class ProgressRecorder {
     this.last = 0;
   }
 }
+
+/** The ids of every campaign in a store, sorted: each has a manifest under `campaigns/{id}/`. */
+export async function listCampaignIds(store: ArtifactStore): Promise<string[]> {
+  const keys = await store.list('campaigns/');
+  const ids = new Set<string>();
+  for (const key of keys) {
+    const m = /^campaigns\/([^/]+)\/campaign\.json$/.exec(key);
+    if (m) ids.add(m[1]);
+  }
+  return [...ids].sort();
+}

@@ -21,6 +21,7 @@ import type {
   CampaignSummary,
   LapRecord,
   Metrics,
+  ParentModel,
   PreparedData,
   Shard,
   StepInput,
@@ -33,6 +34,8 @@ export interface CampaignInput {
   config: CampaignConfig;
   /** Where a continued run picks up (Temporal continue-as-new); absent at the start. */
   resume?: CampaignState;
+  /** `config.init.from`'s final conditional model, resolved by the engine (engines/lineage.ts). */
+  parent?: ParentModel;
 }
 
 /** Everything the laps after `nextLap` need: small, so it can cross continue-as-new. */
@@ -168,7 +171,10 @@ export async function runCampaign(host: CampaignHost, input: CampaignInput): Pro
   const { config } = input;
   const base: StepInput = { store: input.store, campaignId: input.campaignId, config };
   const laps = config.em.laps;
-  let state = input.resume ?? (await initialLap(host, base));
+  if (config.init && !input.parent && !input.resume) {
+    throw new Error(`config init.from '${config.init.from}' needs the parent's model resolved by the engine`);
+  }
+  let state = input.resume ?? (await initialLap(host, base, input.parent));
 
   while (state.nextLap <= laps) {
     if ((await host.beforeLap(state)) === 'stop') break;
@@ -201,13 +207,14 @@ export async function runCampaign(host: CampaignHost, input: CampaignInput): Pro
   return finalStage(host, base, state);
 }
 
-async function initialLap(host: CampaignHost, base: StepInput): Promise<CampaignState> {
+async function initialLap(host: CampaignHost, base: StepInput, parent?: ParentModel): Promise<CampaignState> {
   const laps = base.config.em.laps;
   host.progress({ phase: 'data', lap: 0, laps, step: 'prepare data' });
   const data = await host.call('prepareData', 'data/prepare', base);
   const plan = await host.call('shardDataset', 'data/shard', { ...base, observations: data.observations });
   const ledger = new LapLedger(host, 0);
   const name = lapName(0);
+  if (parent) return warmLap(host, base, ledger, data, plan.shards, parent);
   host.progress({ phase: 'lap', lap: 0, laps, step: 'Gaussian initialisation' });
   const init = await ledger.call('initializeGaussian', `${name}/gaussian`, { ...base, shards: plan.shards });
   const evaluation = await ledger.call('evaluate', `${name}/evaluate`, {
@@ -231,10 +238,53 @@ async function initialLap(host: CampaignHost, base: StepInput): Promise<Campaign
   return { data, shards: plan.shards, nextLap: 1, model, firstSamples: init.samples, lastMetrics: evaluation.metrics };
 }
 
+/**
+ * Lap 0 of a warm start: instead of the Gaussian, the parent's final conditional model
+ * reconstructs this campaign's (grown) data, and the M-step continues from its weights.
+ */
+async function warmLap(
+  host: CampaignHost,
+  base: StepInput,
+  ledger: LapLedger,
+  data: PreparedData,
+  shards: Shard[],
+  parent: ParentModel,
+): Promise<CampaignState> {
+  const laps = base.config.em.laps;
+  const name = lapName(0);
+  host.progress({ phase: 'lap', lap: 0, laps, step: `E-step with ${parent.campaignId}'s model` });
+  const samples = await eStep(ledger, base, { shards, model: parent }, 0, `${name}/estep`);
+  const evaluation = await ledger.call('evaluate', `${name}/evaluate`, {
+    ...base,
+    lap: 0,
+    shards,
+    samples,
+    clean: data.clean,
+    truth: data.truth,
+  });
+  host.progress({ phase: 'lap', lap: 0, laps, step: 'M-step', metrics: evaluation.metrics });
+  const model = await ledger.call('trainConditional', `${name}/train`, {
+    ...base,
+    lap: 0,
+    samples,
+    init: parent.weights,
+  });
+  const s = base.config.seed;
+  const seeds = {
+    estep: `${s}/estep/lap-0/shard-*`,
+    recorrupt: `${s}/recorrupt/lap-0`,
+    train: `${s}/train/lap-0/step-*`,
+  };
+  const record = ledger.record({ ...evaluation.metrics, final_loss: last(model.losses) }, seeds);
+  await host.call('recordLap', `${name}/record`, { ...base, record });
+  host.progress({ phase: 'lap', lap: 0, laps, step: 'recorded', metrics: record.metrics });
+  return { data, shards, nextLap: 1, model, firstSamples: samples, lastMetrics: evaluation.metrics };
+}
+
 function eStep(
   ledger: LapLedger,
   base: StepInput,
-  state: CampaignState,
+  state: Pick<CampaignState, 'shards'> & { model: Pick<TrainOutput, 'onnx' | 'weights'> },
   lap: number,
   prefix: string,
   final?: true,
@@ -297,6 +347,8 @@ async function finalStage(host: CampaignHost, base: StepInput, state: CampaignSt
     priorMetrics: priorSamples.metrics,
     figures: figures.figures,
     lastMetrics: evaluation.metrics,
+    ...(base.config.init && { parent: base.config.init.from }),
+    ...(state.data.snapshot && { snapshot: state.data.snapshot }),
   };
   await host.call('finishCampaign', 'final/summary', { ...base, summary });
   host.progress({ phase: 'done', lap: lapsDone, laps, step: 'done', metrics: evaluation.metrics });

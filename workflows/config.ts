@@ -16,6 +16,14 @@ const manifoldData = z.strictObject({
   count: positiveInt.default(8192),
   /** Terms of the random Fourier curve. */
   terms: positiveInt.default(10),
+  /**
+   * Observations from files instead of drawn: a directory or s3://bucket/prefix of
+   * .safetensors files, each with `y` [n, obsDim] and `A` [n, obsDim, dim], that may grow
+   * between campaigns. Each campaign snapshots the files it saw (names and sha256) and learns
+   * from all of them; `count` is then ignored. The curve (evaluation only) is still drawn
+   * from the seed.
+   */
+  source: z.string().min(1).optional(),
 });
 
 /** Observation counts shared by the image data kinds. */
@@ -194,6 +202,8 @@ export const campaignConfigSchema = z
     /** Root of every random draw of the campaign. */
     seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
     method: z.enum(['diffem', 'emmps']).default('diffem'),
+    /** Warm start: lap 0 samples with, and trains on from, this campaign's final conditional model (same store). */
+    init: z.strictObject({ from: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a campaign id') }).optional(),
     data: z.discriminatedUnion('kind', [
       manifoldData,
       mnistLikeData('mnist'),
@@ -310,6 +320,13 @@ export const campaignConfigSchema = z
           message: `${levels} levels halve a ${config.data.height}x${config.data.width} image too often`,
         });
       }
+    }
+    if (config.init && config.method !== 'diffem') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['init', 'from'],
+        message: "a warm start continues DiffEM's conditional model: method must be 'diffem'",
+      });
     }
     const fid = config.metrics.fid;
     if (imageData && fid.features === 'mnist-classifier' && config.data.kind === 'folder') {

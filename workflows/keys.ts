@@ -36,6 +36,11 @@ function key(campaignId: string, ...parts: string[]): string {
   return ['campaigns', campaignId, ...parts].join('/');
 }
 
+/** What a retraining schedule did at each tick (`engines/lineage.ts`). */
+export function scheduleRunsKey(schedule: string): string {
+  return `schedules/${schedule}/runs.json`;
+}
+
 export const campaignKeys = {
   manifest: (id: string) => key(id, 'campaign.json'),
   status: (id: string) => key(id, 'status.json'),
@@ -52,6 +57,8 @@ export const campaignKeys = {
 
   observations: (id: string) => key(id, 'data', 'observations.safetensors'),
   clean: (id: string) => key(id, 'data', 'clean.safetensors'),
+  /** The files of a growing `data.source` that the campaign read (names and sha256). */
+  snapshot: (id: string) => key(id, 'data', 'snapshot.json'),
   dataShard: (id: string, index: number) => key(id, 'data', 'shards', `${shardName(index)}.safetensors`),
   /** Evaluation-only truth: the curve (vectors) or the FID reference and preview (images). */
   truth: (id: string, file: 'curve.json' | 'truth.json') => key(id, 'data', file),

@@ -29,6 +29,15 @@ export interface PreparedData extends Timed {
   /** sha256 of the observations: the dataset's identity in every record. */
   datasetDigest: string;
   count: number;
+  /** The files a `data.source` held when the campaign read them (absent for drawn data). */
+  snapshot?: ArtifactRef;
+}
+
+/** A warm start's parent: its final conditional model, resolved by the engine before the campaign starts. */
+export interface ParentModel {
+  campaignId: string;
+  weights: ArtifactRef;
+  onnx: ArtifactRef;
 }
 
 export interface Shard {
@@ -161,6 +170,10 @@ export interface CampaignSummary {
   priorMetrics: Metrics;
   figures: ArtifactRef[];
   lastMetrics: Metrics;
+  /** Lineage of a warm-started campaign: the parent it continued (absent otherwise). */
+  parent?: string;
+  /** The snapshot of a `data.source` the campaign learned from (absent for drawn data). */
+  snapshot?: ArtifactRef;
 }
 
 /** The activities of a campaign, by name: what both engines call. */

@@ -5,7 +5,10 @@ import { prepareImageData, shardImageDataset } from './data.js';
 import { evaluateImages } from './evaluate.js';
 import { initializeImageGaussian } from './gaussian.js';
 import { renderImageFigures } from './records.js';
-import { posteriorSampleImage, samplePriorImage } from './sample.js';
+import { drawPosteriorImages, drawPriorImages, posteriorSampleImage, samplePriorImage } from './sample.js';
+import { observationsOf } from './common.js';
+import { concatOperators } from '../../models/channels/image-operators.js';
+import { repeatRows } from '../io.js';
 import { trainImageDenoiser } from './train.js';
 
 export function imageDomain(config: ImageCampaignConfig): Domain {
@@ -18,5 +21,18 @@ export function imageDomain(config: ImageCampaignConfig): Domain {
     evaluate: (input) => evaluateImages(config, input),
     samplePrior: (input) => samplePriorImage(config, input),
     renderFigures: (input) => renderImageFigures(config, input),
+    images: true,
+    drawPrior: (store, model, count, rng, onStep) => drawPriorImages(store, config, model, count, rng, onStep),
+    drawPosteriors: async (store, model, file, k, rng, onStep) => {
+      const observed = observationsOf(config, file.tensors, file.source);
+      const repeated = {
+        y: repeatRows(observed.y, k),
+        ops: k === 1 ? observed.ops : concatOperators(Array.from({ length: k }, () => observed.ops)),
+      };
+      return {
+        samples: await drawPosteriorImages(store, config, model, repeated, rng, onStep, 'reconstructions'),
+        observed,
+      };
+    },
   };
 }

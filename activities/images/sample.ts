@@ -14,6 +14,8 @@ import { OnnxDenoiser } from '../../models/onnx/runtime.js';
 import { Rng } from '../../models/rng.js';
 import { ancestralSample } from '../../models/samplers/ancestral.js';
 import { heunSample } from '../../models/samplers/heun.js';
+import type { SamplerProgress } from '../../models/samplers/sampler.js';
+import type { NDArray } from '../../models/ndarray.js';
 import { logLinearSchedule } from '../../models/schedule.js';
 import type { ImageCampaignConfig } from '../../workflows/config.js';
 import type {
@@ -31,7 +33,7 @@ import { campaignKeys } from '../../workflows/keys.js';
 import type { Untimed } from '../activity.js';
 import type { ArtifactStore } from '../../store/store.js';
 import { imageChannelOf, imageShape, loadImageShard, onnxBatch, onnxThreads, unetConfigOf } from './common.js';
-import { asImages, asRows } from '../../models/channels/image-operators.js';
+import { asImages, asRows, type ImageObservations } from '../../models/channels/image-operators.js';
 import { readTruth } from './evaluate.js';
 import { fidOf } from './fid.js';
 
@@ -58,6 +60,37 @@ function checkFinite(x: { data: Float32Array }, what: string): void {
   }
 }
 
+/**
+ * One posterior sample [n, H, W, C] per observation from the conditional U-Net: the E-step's
+ * draw, also used by `diffem reconstruct` on new observations.
+ */
+export async function drawPosteriorImages(
+  store: ArtifactStore,
+  config: ImageCampaignConfig,
+  model: ArtifactRef,
+  observations: ImageObservations,
+  rng: Rng,
+  onStep?: SamplerProgress,
+  what = 'posterior samples',
+): Promise<NDArray> {
+  const cond = asRows(imageChannelOf(config).conditioning(observations.ops, observations.y));
+  const denoiser: Denoiser = await openUnet(store, config, model, true);
+  let rows;
+  try {
+    rows = await ancestralSample(denoiser, {
+      steps: config.estep.steps,
+      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
+      rng,
+      cond,
+      onStep,
+    });
+  } finally {
+    await denoiser.dispose?.();
+  }
+  checkFinite(rows, `${what} (model ${model.key})`);
+  return asImages(rows, imageShape(config));
+}
+
 export async function posteriorSampleImage(
   config: ImageCampaignConfig,
   input: PosteriorSampleInput,
@@ -66,27 +99,20 @@ export async function posteriorSampleImage(
   const { campaignId, lap, shard } = input;
   const store = storeFor(input.store);
   const { y, ops } = await loadImageShard(store, config, shard);
-  const channel = imageChannelOf(config);
-  const cond = asRows(channel.conditioning(ops, y));
-  const denoiser: Denoiser = await openUnet(store, config, input.model, true);
-  let rows;
-  try {
-    rows = await ancestralSample(denoiser, {
-      steps: config.estep.steps,
-      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
-      rng: Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`),
-      cond,
-      onStep: stepReporter(context),
-    });
-  } finally {
-    await denoiser.dispose?.();
-  }
-  checkFinite(rows, `E-step samples of lap ${lap} shard ${shard.index} (model ${input.model.key})`);
+  const x = await drawPosteriorImages(
+    store,
+    config,
+    input.model,
+    { y, ops },
+    Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`),
+    stepReporter(context),
+    `E-step samples of lap ${lap} shard ${shard.index}`,
+  );
   const key = campaignKeys.posteriorShard(campaignId, input.final ? 'final' : lap, shard.index);
   const samples = await putTensors(
     store,
     key,
-    { x: asImages(rows, imageShape(config)) },
+    { x },
     { lap: String(lap), shard: String(shard.index), method: config.method },
   );
   return {
@@ -95,28 +121,47 @@ export async function posteriorSampleImage(
   };
 }
 
+/** `count` images [n, H, W, C] from the unconditional U-Net by the deterministic Heun sampler (the campaign's own and `diffem sample`'s). */
+export async function drawPriorImages(
+  store: ArtifactStore,
+  config: ImageCampaignConfig,
+  model: ArtifactRef,
+  count: number,
+  rng: Rng,
+  onStep?: SamplerProgress,
+): Promise<NDArray> {
+  const denoiser = await openUnet(store, config, model, false);
+  let rows;
+  try {
+    rows = await heunSample(denoiser, {
+      steps: config.prior.samplerSteps,
+      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
+      rng,
+      cond: null,
+      count,
+      onStep,
+    });
+  } finally {
+    await denoiser.dispose();
+  }
+  checkFinite(rows, `prior samples (model ${model.key})`);
+  return asImages(rows, imageShape(config));
+}
+
 export async function samplePriorImage(
   config: ImageCampaignConfig,
   input: SamplePriorInput,
 ): Promise<Untimed<SamplePriorOutput>> {
   const context = activityContext();
   const store = storeFor(input.store);
-  const denoiser = await openUnet(store, config, input.model, false);
-  let rows;
-  try {
-    rows = await heunSample(denoiser, {
-      steps: config.prior.samplerSteps,
-      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
-      rng: Rng.derive(config.seed, 'prior-sample'),
-      cond: null,
-      count: config.prior.samples,
-      onStep: stepReporter(context),
-    });
-  } finally {
-    await denoiser.dispose();
-  }
-  checkFinite(rows, `prior samples (model ${input.model.key})`);
-  const x = asImages(rows, imageShape(config));
+  const x = await drawPriorImages(
+    store,
+    config,
+    input.model,
+    config.prior.samples,
+    Rng.derive(config.seed, 'prior-sample'),
+    stepReporter(context),
+  );
   const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
   const truth = await readTruth(store, input.truth);
   const fid = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));

@@ -10,7 +10,7 @@
 import { observe, type VectorChannel } from '../../models/channels/channel.js';
 import { vectorChannel } from '../../models/channels/index.js';
 import { drawCurve, sampleManifold } from '../../models/manifold.js';
-import { concatRows, sliceRows, type NDArray } from '../../models/ndarray.js';
+import { concatRows, ndarray, sliceRows, type NDArray } from '../../models/ndarray.js';
 import { Rng } from '../../models/rng.js';
 import { putJson, type ArtifactStore } from '../../store/store.js';
 import { storeFor } from '../../store/open.js';
@@ -21,6 +21,7 @@ import type { ArtifactRef, PreparedData, Shard, ShardPlan, StepInput } from '../
 import type { Untimed } from '../activity.js';
 import { BadInputError } from '../errors.js';
 import { storeDataset, tensorOf } from '../io.js';
+import { loadSource } from './source.js';
 
 export function channelOf(config: VectorCampaignConfig): VectorChannel {
   return vectorChannel(config.channel, config.data.dim);
@@ -35,16 +36,42 @@ export async function prepareVectorData(
   const seed = config.seed;
   const channel = channelOf(config);
   const curve = drawCurve(Rng.derive(seed, 'curve'), config.data.dim, config.data.terms);
+  const heldout = sampleManifold(Rng.derive(seed, 'heldout'), curve, config.metrics.samples).x;
+  const truth = await putJson(store, campaignKeys.truth(campaignId, 'curve.json'), curve);
+  if (config.data.source) {
+    // Files from a growing source: their hidden clean points are unknown (vector metrics do not use them).
+    const { y, A, snapshot: files } = await loadSource(config, config.data.source);
+    const meta = { source: config.data.source, snapshot: files.digest, channel: channel.kind };
+    const hidden = ndarray([0, config.data.dim]);
+    const { observations, clean } = await storeDataset(store, campaignId, { y, A }, heldout, hidden, meta);
+    const snapshot = await putJson(store, campaignKeys.snapshot(campaignId), files);
+    return { observations, clean, truth, datasetDigest: observations.sha256, count: y.shape[0], snapshot };
+  }
   const { x } = sampleManifold(Rng.derive(seed, 'clean'), curve, config.data.count);
   const operators = channel.drawOperators(Rng.derive(seed, 'operators'), config.data.count);
   const y = observe(Rng.derive(seed, 'noise'), operators, x, channel.noiseStd);
-  const heldout = sampleManifold(Rng.derive(seed, 'heldout'), curve, config.metrics.samples).x;
   // No campaign id in the metadata: the observations' digest is the dataset's identity,
   // the same for every campaign that draws the same data.
   const meta = { seed: String(seed), channel: channel.kind };
   const { observations, clean } = await storeDataset(store, campaignId, { y, A: operators }, heldout, x, meta);
-  const truth = await putJson(store, campaignKeys.truth(campaignId, 'curve.json'), curve);
   return { observations, clean, truth, datasetDigest: observations.sha256, count: config.data.count };
+}
+
+/**
+ * `count` observations of the config's curve from stream `simulate/{part}`: stand-in data for
+ * a growing source (`diffem simulate`, the retraining tests), drawn like the campaign's own.
+ */
+export function simulateObservations(
+  config: VectorCampaignConfig,
+  part: string,
+  count: number,
+): { y: NDArray; A: NDArray } {
+  const channel = channelOf(config);
+  const curve = drawCurve(Rng.derive(config.seed, 'curve'), config.data.dim, config.data.terms);
+  const { x } = sampleManifold(Rng.derive(config.seed, 'simulate', part, 'clean'), curve, count);
+  const A = channel.drawOperators(Rng.derive(config.seed, 'simulate', part, 'operators'), count);
+  const y = observe(Rng.derive(config.seed, 'simulate', part, 'noise'), A, x, channel.noiseStd);
+  return { y, A };
 }
 
 export async function shardVectorDataset(
@@ -106,4 +133,29 @@ export async function loadSamples(
     refs.map(async (ref) => tensorOf((await getTensors(store, ref)).tensors, 'x', ref.key, [config.data.dim])),
   );
   return concatRows(parts);
+}
+
+/** Observations from a user's file (y and A, as in a data shard), checked against the campaign's channel. */
+export function observationsOfFile(
+  config: VectorCampaignConfig,
+  tensors: Record<string, NDArray>,
+  source: string,
+): ObservationShard {
+  const channel = channelOf(config);
+  const y = tensorOf(tensors, 'y', source, [channel.obsDim]);
+  const A = tensorOf(tensors, 'A', source, [channel.obsDim, channel.dim]);
+  if (A.shape[0] !== y.shape[0]) {
+    throw new BadInputError(
+      'ShapeMismatch',
+      `${source}: ${A.shape[0]} operators 'A' for ${y.shape[0]} observations 'y'`,
+    );
+  }
+  // A mask operator selects coordinates: its entries are 0 or 1.
+  if (channel.kind === 'mask' && A.data.some((v) => v !== 0 && v !== 1)) {
+    throw new BadInputError(
+      'ShapeMismatch',
+      `${source}: 'A' is not a coordinate mask, which this campaign's channel is`,
+    );
+  }
+  return { y, A };
 }

@@ -1,11 +1,12 @@
 /** The vector domain: the manifold experiment's data, lap 0, networks, samplers, metrics and figure. */
 import type { VectorCampaignConfig } from '../../workflows/config.js';
 import type { Domain } from '../domain.js';
-import { prepareVectorData, shardVectorDataset } from './data.js';
+import { repeatRows } from '../io.js';
+import { observationsOfFile, prepareVectorData, shardVectorDataset, simulateObservations } from './data.js';
 import { evaluateVector } from './evaluate.js';
 import { renderVectorFigures } from './figures.js';
 import { initializeVectorGaussian } from './gaussian.js';
-import { posteriorSampleVector, samplePriorVector } from './sample.js';
+import { drawPosteriorVector, drawPriorVector, posteriorSampleVector, samplePriorVector } from './sample.js';
 import { trainVectorDenoiser } from './train.js';
 
 export function vectorDomain(config: VectorCampaignConfig): Domain {
@@ -18,5 +19,14 @@ export function vectorDomain(config: VectorCampaignConfig): Domain {
     evaluate: (input) => evaluateVector(config, input),
     samplePrior: (input) => samplePriorVector(config, input),
     renderFigures: (input) => renderVectorFigures(config, input),
+    images: false,
+    simulateObservations: (part, count) => simulateObservations(config, part, count),
+    drawPrior: (store, model, count, rng, onStep) => drawPriorVector(store, config, model, count, rng, onStep),
+    drawPosteriors: async (store, model, file, k, rng, onStep) => {
+      const { y, A } = observationsOfFile(config, file.tensors, file.source);
+      return {
+        samples: await drawPosteriorVector(store, config, model, repeatRows(y, k), repeatRows(A, k), rng, onStep),
+      };
+    },
   };
 }

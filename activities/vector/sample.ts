@@ -7,10 +7,12 @@
  */
 import { conditioning } from '../../models/channels/channel.js';
 import type { Denoiser } from '../../models/denoisers/denoiser.js';
+import type { NDArray } from '../../models/ndarray.js';
 import { OnnxDenoiser } from '../../models/onnx/runtime.js';
 import { Rng } from '../../models/rng.js';
 import { ancestralSample } from '../../models/samplers/ancestral.js';
 import { heunSample } from '../../models/samplers/heun.js';
+import type { SamplerProgress } from '../../models/samplers/sampler.js';
 import { logLinearSchedule } from '../../models/schedule.js';
 import type { ArtifactStore } from '../../store/store.js';
 import { storeFor } from '../../store/open.js';
@@ -48,6 +50,57 @@ export async function openDenoiser(
   });
 }
 
+/**
+ * Posterior samples x ~ p(x | y, A) from a conditional model: the E-step's draw, also used by
+ * `diffem reconstruct` on new observations, so both stay one sampler with one schedule.
+ */
+export async function drawPosteriorVector(
+  store: ArtifactStore,
+  config: VectorCampaignConfig,
+  model: ArtifactRef,
+  y: NDArray,
+  A: NDArray,
+  rng: Rng,
+  onStep?: SamplerProgress,
+): Promise<NDArray> {
+  const denoiser = await openDenoiser(store, config, model, true);
+  try {
+    return await ancestralSample(denoiser, {
+      steps: config.estep.steps,
+      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
+      rng,
+      cond: conditioning(channelOf(config), y, A),
+      onStep,
+    });
+  } finally {
+    await denoiser.dispose?.();
+  }
+}
+
+/** `count` draws of the unconditional prior by the deterministic Heun sampler (the campaign's own and `diffem sample`'s). */
+export async function drawPriorVector(
+  store: ArtifactStore,
+  config: VectorCampaignConfig,
+  model: ArtifactRef,
+  count: number,
+  rng: Rng,
+  onStep?: SamplerProgress,
+): Promise<NDArray> {
+  const denoiser = await openDenoiser(store, config, model, false);
+  try {
+    return await heunSample(denoiser, {
+      steps: config.prior.samplerSteps,
+      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
+      rng,
+      cond: null,
+      count,
+      onStep,
+    });
+  } finally {
+    await denoiser.dispose?.();
+  }
+}
+
 export async function posteriorSampleVector(
   config: VectorCampaignConfig,
   input: PosteriorSampleInput,
@@ -56,26 +109,13 @@ export async function posteriorSampleVector(
   const { campaignId, lap, shard } = input;
   const store = storeFor(input.store);
   const { y, A } = await loadShard(store, config, shard);
-  const schedule = logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax);
   const rng = Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`);
   const rows = shard.end - shard.start;
   let x;
   // Network passes over the shard: one per sampler step plus the final denoise under DiffEM.
   let passes = config.estep.steps + 1;
   if (mStepIsConditional(config)) {
-    const denoiser = await openDenoiser(store, config, input.model, true);
-    try {
-      const cond = conditioning(channelOf(config), y, A);
-      x = await ancestralSample(denoiser, {
-        steps: config.estep.steps,
-        schedule,
-        rng,
-        cond,
-        onStep: stepReporter(context),
-      });
-    } finally {
-      await denoiser.dispose?.();
-    }
+    x = await drawPosteriorVector(store, config, input.model, y, A, rng, stepReporter(context));
   } else {
     if (!input.weights) {
       throw new BadInputError(
@@ -111,21 +151,14 @@ export async function samplePriorVector(
 ): Promise<Untimed<SamplePriorOutput>> {
   const context = activityContext();
   const store = storeFor(input.store);
-  const denoiser = await openDenoiser(store, config, input.model, false);
-  const schedule = logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax);
-  let x;
-  try {
-    x = await heunSample(denoiser, {
-      steps: config.prior.samplerSteps,
-      schedule,
-      rng: Rng.derive(config.seed, 'prior-sample'),
-      cond: null,
-      count: config.prior.samples,
-      onStep: stepReporter(context),
-    });
-  } finally {
-    await denoiser.dispose?.();
-  }
+  const x = await drawPriorVector(
+    store,
+    config,
+    input.model,
+    config.prior.samples,
+    Rng.derive(config.seed, 'prior-sample'),
+    stepReporter(context),
+  );
   const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
   const metrics = await manifoldMetrics(
     store,

@@ -17,6 +17,7 @@ import { errorType, isNonRetryable } from '../../activities/errors.js';
 import { runInActivityContext } from '../../activities/context.js';
 import { storeFor } from '../../store/open.js';
 import type { ArtifactStore } from '../../store/store.js';
+import { resolveParent } from '../lineage.js';
 import { runCampaign, type CampaignHost, type CampaignState } from '../../workflows/campaign.js';
 import type { CampaignConfig } from '../../workflows/config.js';
 import type {
@@ -76,7 +77,8 @@ export async function runLocalCampaign(options: LocalRunOptions): Promise<Campai
 
   const host = localHost(store, campaignId, activities, { progress, maxAttempts, retryDelayMs });
   try {
-    const summary = await runCampaign(host, { store: store.uri, campaignId, config });
+    const parent = await resolveParent(store, config);
+    const summary = await runCampaign(host, { store: store.uri, campaignId, config, ...(parent && { parent }) });
     await writeStatus(store, campaignId, { status: summary.laps < config.em.laps ? 'stopped' : 'done' });
     return summary;
   } catch (error) {

@@ -25,6 +25,7 @@ import {
 import { storeFor } from '../../store/open.js';
 import { loadConfigFile, parseConfigText } from '../config-file.js';
 import { inputDigest, openCampaign, validateCampaignId } from '../records.js';
+import { resolveParent } from '../lineage.js';
 import { parseCampaignConfig, type CampaignConfig } from '../../workflows/config.js';
 import type { CampaignSummary } from '../../workflows/types.js';
 import {
@@ -171,11 +172,14 @@ export async function startCampaign(options: StartCampaignOptions): Promise<Star
     );
   }
   const campaignOptions = options.options ?? {};
+  // A warm start (config init.from): the parent's model is resolved here, outside the workflow.
+  const parent = await resolveParent(store, options.config);
   const input: TemporalCampaignInput = {
     // Workers may run elsewhere: hand them the absolute store URI, never a relative path.
     store: store.uri,
     campaignId: options.campaignId,
     config: options.config,
+    ...(parent && { parent }),
     ...(options.options && { options: campaignOptions }),
   };
   const workflowId = workflowIdFor(options.campaignId);

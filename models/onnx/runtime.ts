@@ -53,9 +53,9 @@ export const DEFAULT_ONNX_BATCH_SIZE = 4096;
 /** What a machine needs before `device: 'cuda'` works; the variable is read by onnxruntime-node's install script. */
 export const ORT_CUDA_INSTALL_HINT =
   'onnxruntime-node downloads its CUDA provider separately (Linux x64 only): on a machine with ' +
-  'CUDA 12, cuDNN 9 and an NVIDIA driver, reinstall it with ' +
-  '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` ' +
-  "(or `npm install onnxruntime-node --onnxruntime-node-install=cuda12`), or use device 'cpu'";
+  'CUDA 12, cuDNN 9 and an NVIDIA driver, fetch it with ' +
+  '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` ' +
+  "(package.json denies that install script, so npm itself never runs it), or use device 'cpu'";
 
 export class OnnxDenoiser implements Denoiser {
   readonly dim: number;
