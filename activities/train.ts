@@ -23,6 +23,7 @@ import { isImageConfig, vectorConfig, type CampaignConfig } from '../workflows/c
 import { lapName } from '../workflows/campaign.js';
 import type { TrainInput, TrainOutput } from '../workflows/types.js';
 import { runTrainingJob } from './compute/run-training.js';
+import { trainingThreads } from './compute/training-job.js';
 import type { MlpTrainingJob, UnetTrainingJob } from './compute/training-job.js';
 import { activityContext } from './context.js';
 import { channelOf } from './data.js';
@@ -149,6 +150,8 @@ export async function runCampaignTraining(
     sigmaMax: config.schedule.sigmaMax,
     checkpointEvery: training.checkpointEvery,
     device: config.runtime.device,
+    gradientShards: training.gradientShards ?? 1,
+    threads: trainingThreads(training.gradientShards ?? 1),
   };
   const state = await runTrainingJob(
     prepared.job.kind === 'mlp' ? { ...prepared.job, ...shared } : { ...prepared.job, ...shared },
@@ -172,6 +175,8 @@ export async function runCampaignTraining(
     losses: state.losses.map((l) => Math.round(l * 1e6) / 1e6),
     steps,
     resumedFromStep: resume?.optimizer.step ?? 0,
+    gradientShards: shared.gradientShards,
+    trainThreads: shared.threads,
     seconds: (performance.now() - started) / 1000,
     attempt: context.attempt,
   };

@@ -70,6 +70,9 @@ export interface TrainOutput extends Timed {
   steps: number;
   /** Steps skipped because a checkpoint of an earlier attempt was resumed. */
   resumedFromStep: number;
+  /** Gradient shards of each minibatch (fixes the numerics) and the threads that ran them. */
+  gradientShards?: number;
+  trainThreads?: number;
 }
 
 export interface PosteriorSampleInput extends StepInput {
