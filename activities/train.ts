@@ -150,6 +150,7 @@ export async function runCampaignTraining(
     sigmaMax: config.schedule.sigmaMax,
     checkpointEvery: training.checkpointEvery,
     device: config.runtime.device,
+    kernels: config.runtime.kernels ?? 'portable',
     gradientShards: training.gradientShards ?? 1,
     threads: trainingThreads(training.gradientShards ?? 1),
   };

@@ -12,20 +12,40 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 
 import { DeviceUnavailableError } from './device.js';
-import { registerWasmKernels } from './kernels/index.js';
+import { loadOpenBlas } from './kernels/blas.js';
+import { setFusedLayers } from './kernels/layer-norm-silu.js';
+import { blasGemmInstalled, installBlasGemm, registerWasmKernels, removeBlasGemm } from './kernels/index.js';
 
 export type BackendChoice = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
 export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
+/**
+ * The wasm backend's matrix products: 'wasm' (XNNPACK, the same bits on every machine),
+ * 'openblas' (the machine's OpenBLAS through koffi: ~4x the flops, bits may differ between
+ * CPU models; an error where it is missing) or 'auto' (OpenBLAS where it loads).
+ */
+export type GemmChoice = 'wasm' | 'openblas' | 'auto';
+
+/**
+ * 'portable': the wasm backend's own ops and XNNPACK, the same bits on every machine.
+ * 'fast': fused layer kernels and, where it loads, OpenBLAS for the matrix products; the
+ * bits then depend on the CPU model and on whether OpenBLAS is installed.
+ */
+export type KernelChoice = 'portable' | 'fast';
 
 export interface BackendOptions {
   backend?: BackendChoice;
   device?: DeviceChoice;
+  /** Sets `gemm` ('fast': 'auto', 'portable': 'wasm') and the fused layer kernels. */
+  kernels?: KernelChoice;
+  gemm?: GemmChoice;
 }
 
 export interface BackendInfo {
   /** The tfjs backend name now active: 'tensorflow', 'wasm' or 'cpu'. */
   backend: string;
   device: 'cpu' | 'cuda';
+  /** Who multiplies matrices on the wasm backend ('native' on the others). */
+  gemm: 'xnnpack' | 'openblas' | 'native';
 }
 
 const NODE_GPU = '@tensorflow/tfjs-node-gpu';
@@ -147,7 +167,25 @@ function activate(name: string): Promise<void> {
   return next;
 }
 
-async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<BackendInfo> {
+/** Installs or removes the OpenBLAS GEMM on the wasm backend, per `choice`. */
+async function chooseGemm(choice: GemmChoice): Promise<BackendInfo['gemm']> {
+  if (choice === 'wasm') {
+    removeBlasGemm();
+    return 'xnnpack';
+  }
+  const blas = await loadOpenBlas();
+  if (!blas.ok) {
+    if (choice === 'openblas') throw new DeviceUnavailableError(`runtime.gemm 'openblas': ${blas.reason}`);
+    removeBlasGemm();
+    return 'xnnpack';
+  }
+  installBlasGemm(blas);
+  return 'openblas';
+}
+
+type Resolved = Omit<BackendInfo, 'gemm'>;
+
+async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<Resolved> {
   if (device === 'cuda') {
     if (backend === 'wasm' || backend === 'cpu') {
       throw new DeviceUnavailableError(`backend '${backend}' runs on the CPU only; ${CUDA_HINT}`);
@@ -175,7 +213,7 @@ async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<Ba
   return { backend: 'wasm', device: 'cpu' };
 }
 
-const resolved = new Map<string, Promise<BackendInfo>>();
+const resolved = new Map<string, Promise<Resolved>>();
 
 /**
  * Selects, initialises and activates a backend. Idempotent and cheap on repeat: the choice
@@ -195,5 +233,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   const info = await pending;
   await registerGradients();
   await activate(info.backend);
-  return { ...info };
+  // No choice keeps the current one (XNNPACK until someone asks for OpenBLAS).
+  let gemm: BackendInfo['gemm'] = 'native';
+  if (info.backend === 'wasm') {
+    if (options.kernels) setFusedLayers(options.kernels === 'fast');
+    const choice = options.gemm ?? (options.kernels ? (options.kernels === 'fast' ? 'auto' : 'wasm') : undefined);
+    gemm = choice ? await chooseGemm(choice) : blasGemmInstalled() ? 'openblas' : 'xnnpack';
+  }
+  return { ...info, gemm };
 }

@@ -262,6 +262,11 @@ export const campaignConfigSchema = z
     runtime: z
       .strictObject({
         device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+        /**
+         * CPU training kernels: 'portable' (absent; the same bits on every machine) or 'fast'
+         * (fused layers, OpenBLAS matrix products where installed; bits may differ by CPU).
+         */
+        kernels: z.enum(['portable', 'fast']).optional(),
         /** Threads of ONNX Runtime per sampling activity (0: all cores). */
         threads: z.number().int().nonnegative().default(0),
         /** Rows per ONNX Runtime run (default: 4096 for vectors, 128 for images). */

@@ -33,7 +33,7 @@ function progress(step: number, steps: number, loss: number): void {
 }
 
 async function run(): Promise<TrainCheckpoint> {
-  await initBackend({ device: job.device });
+  await initBackend({ device: job.device, kernels: job.kind === 'classifier' ? 'portable' : job.kernels });
   if (job.kind === 'classifier') {
     const trained = await trainMnistClassifier(
       { images: job.images, labels: job.labels },
@@ -63,7 +63,7 @@ async function run(): Promise<TrainCheckpoint> {
       options,
       plan,
       hooks,
-      job.device,
+      { device: job.device, kernels: job.kernels },
     );
   }
   return job.kind === 'unet'

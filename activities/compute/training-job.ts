@@ -15,7 +15,7 @@ import type { NDArray } from '../../models/ndarray.js';
 import type { TrainCheckpoint, TrainingData, TrainOptions } from '../../models/training/trainer.js';
 import { availableParallelism } from 'node:os';
 
-import type { DeviceChoice } from '../../models/backend.js';
+import type { DeviceChoice, KernelChoice } from '../../models/backend.js';
 
 interface DenoiserJob {
   params: ParamMap;
@@ -25,6 +25,7 @@ interface DenoiserJob {
   sigmaMax: number;
   checkpointEvery: number;
   device: DeviceChoice;
+  kernels: KernelChoice;
   /** Gradient shards of each minibatch (models/training/data-parallel.ts); 1: one thread. */
   gradientShards: number;
   /** Threads that compute the shards at once (does not change the result). */

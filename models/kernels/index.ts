@@ -18,6 +18,7 @@ import {
   type KernelConfig,
 } from '@tensorflow/tfjs-core';
 
+import { blasBatchMatMulConfig, type BlasProbe } from './blas.js';
 import { batchMatMulConfig, fusedMatMulConfig } from './batchMatMul.js';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter.js';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput.js';
@@ -61,8 +62,31 @@ export function registerWasmKernels(): void {
   for (const config of ours) swap(config);
 }
 
+/** The BatchMatMul that OpenBLAS replaced (null: OpenBLAS is not in). */
+let beforeBlas: KernelConfig | null = null;
+
+/** Routes BatchMatMul (dense layers, im2col convolution gradients) through OpenBLAS. */
+export function installBlasGemm(blas: Extract<BlasProbe, { ok: true }>): void {
+  registerWasmKernels();
+  if (beforeBlas !== null) return;
+  beforeBlas = required(BatchMatMul);
+  swap(blasBatchMatMulConfig(blas.sgemm, beforeBlas));
+}
+
+/** Back to the wasm GEMM; a no-op when OpenBLAS is not in. */
+export function removeBlasGemm(): void {
+  if (beforeBlas === null) return;
+  swap(beforeBlas);
+  beforeBlas = null;
+}
+
+export function blasGemmInstalled(): boolean {
+  return beforeBlas !== null;
+}
+
 /** Restores the wasm backend's own kernels (for comparisons); a no-op when ours are not in. */
 export function unregisterWasmKernels(): void {
+  removeBlasGemm();
   if (replaced === null) return;
   for (const [name, original] of replaced) {
     if (original === undefined) {

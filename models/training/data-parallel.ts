@@ -12,7 +12,7 @@
  */
 import { Worker } from 'node:worker_threads';
 
-import type { DeviceChoice } from '../backend.js';
+import type { BackendOptions } from '../backend.js';
 import type { MlpConfig, ParamMap } from '../denoisers/mlp.js';
 import type { UnetConfig } from '../denoisers/unet.js';
 import type { OptimizerState } from './adam.js';
@@ -41,7 +41,7 @@ export interface ShardJob {
   thread: number;
   /** Steps between checkpoints thread 0 sends (0: none). */
   checkpointEvery: number;
-  device: DeviceChoice;
+  runtime: BackendOptions;
   /** Gradient slots [2 parities][shards][params] and losses [2][shards] (float32). */
   gradients: SharedArrayBuffer;
   losses: SharedArrayBuffer;
@@ -83,7 +83,7 @@ export async function trainDataParallel(
   options: TrainOptions,
   plan: ParallelPlan,
   hooks: TrainHooks = {},
-  device: DeviceChoice = 'auto',
+  runtime: BackendOptions = {},
 ): Promise<TrainCheckpoint> {
   checkPlan(plan, options.batchSize);
   const threads = Math.min(plan.threads, plan.shards);
@@ -110,7 +110,7 @@ export async function trainDataParallel(
       threads,
       thread,
       checkpointEvery: thread === 0 && hooks.checkpoint ? hooks.checkpoint.every : 0,
-      device,
+      runtime,
       gradients,
       losses: lossSlots,
       control,

@@ -54,7 +54,7 @@ function build(params: ShardJob['params']): DenoisingNetwork {
 }
 
 async function run(): Promise<void> {
-  await initBackend({ device: job.device });
+  await initBackend(job.runtime);
   const { shards, threads, thread, data } = job;
   const options = { ...job.options, schedule: logLinearSchedule(job.sigmaMin, job.sigmaMax) };
   const network = build(job.resume?.params ?? job.params);
