@@ -10,7 +10,7 @@
  * embed(log sigma) (64), y (2), flatten(A) (10)]. Prints one JSON line per figure set in the
  * reference's shape (engine, workload, batch, ...), the reference's line, then the ratios
  * diffem / torch; with the reference missing or on a degraded BLAS, no ratio and what to
- * install. Usage: node dist/bench/manifold.js [--seconds S] [--threads N] [--shards K]
+ * install. Usage: node dist/bench/manifold.js [--seconds S] [--threads N] [--shards K] [--kernels fast|portable]
  * [--batches 512,1024] [--reference PATH]
  */
 import { availableParallelism, loadavg } from 'node:os';
@@ -32,6 +32,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     threads: { type: 'string', default: '2' },
     shards: { type: 'string', default: '2' },
+    kernels: { type: 'string', default: 'fast' },
     batches: { type: 'string', default: '512,1024' },
     reference: {
       type: 'string',
@@ -82,6 +83,7 @@ async function trainRate(B: number): Promise<number> {
           options,
           { shards, threads },
           hooks,
+          { kernels },
         )
       : trainDenoiser(network, data, { params }, options, hooks);
   };
@@ -116,10 +118,11 @@ async function sampleRate(): Promise<number> {
   return rate;
 }
 
-const backend = await initBackend();
+const kernels = values.kernels === 'portable' ? 'portable' : 'fast';
+const backend = await initBackend({ kernels });
 // Other processes share the cores: every run states the load it was measured under.
 console.log(JSON.stringify({ cores: availableParallelism(), loadavg: loadavg().map((l) => Number(l.toFixed(2))) }));
-const engine = `diffem tfjs-${backend.backend}`;
+const engine = `diffem tfjs-${backend.backend} (${kernels} kernels, gemm ${backend.gemm})`;
 const ours: Array<Record<string, string | number>> = [];
 for (const B of batches) {
   const line = {

@@ -49,11 +49,13 @@ const { values } = parseArgs({
     dropout: { type: 'string', default: '0.1' },
     torch: { type: 'string', default: 'true' },
     shards: { type: 'string', default: '1' },
+    kernels: { type: 'string', default: 'fast' },
     threads: { type: 'string', default: '2' },
   },
 });
 
-const info = await initBackend({ backend: values.backend as BackendChoice });
+const kernels = values.kernels === 'portable' ? 'portable' : 'fast';
+const info = await initBackend({ backend: values.backend as BackendChoice, kernels });
 const batch = Number(values.batch);
 const steps = Number(values.steps);
 const shards = Number(values.shards);
@@ -100,7 +102,10 @@ const timed = (count: number) => {
   const hooks = { progress: () => stamps.push(performance.now()) };
   if (shards === 1) return trainUnetDenoiser(config, { x, cond }, { params }, run, hooks);
   const shapes = unetParamShapes(config).map(([, shape]) => shape);
-  return trainDataParallel({ kind: 'unet', config }, shapes, { x, cond }, { params }, run, { shards, threads }, hooks);
+  return trainDataParallel({ kind: 'unet', config }, shapes, { x, cond }, { params }, run, { shards, threads }, hooks, {
+    backend: values.backend as BackendChoice,
+    kernels,
+  });
 };
 // Warm-up: the first steps compile kernels and size buffers.
 await timed(2);
@@ -139,7 +144,7 @@ console.error(`forward (ONNX Runtime CPU): ${ourForward.toFixed(1)} images/s (ba
 await onnx.dispose();
 
 const ourLine = {
-  engine: `diffem tfjs-${info.backend} (train) + onnxruntime-node (E-step)`,
+  engine: `diffem tfjs-${info.backend} (${kernels} kernels, gemm ${info.gemm}) + onnxruntime-node (E-step)`,
   workload: 'mnist-unet',
   batch,
   gradient_shards: shards,
