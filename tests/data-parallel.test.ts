@@ -1,7 +1,8 @@
 /**
  * Data-parallel training: the number of gradient shards fixes the arithmetic, the number of
  * threads does not. The tiny manifold campaign with two shards, once on one thread and once
- * on two, must store byte-identical artifacts, and its lap records say how it ran.
+ * on two, must store byte-identical artifacts, and its lap records say how it ran. A run
+ * resumed from a checkpoint on another thread count ends with the same weights.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -9,6 +10,12 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, test } from 'node:test';
+import { initMlpParams, mlpParamShapes } from '../models/denoisers/mlp.js';
+import { ndarray } from '../models/ndarray.js';
+import { Rng } from '../models/rng.js';
+import { logLinearSchedule } from '../models/schedule.js';
+import { trainDataParallel } from '../models/training/data-parallel.js';
+import type { TrainCheckpoint } from '../models/training/trainer.js';
 import { REPO, runCli } from './helpers/cli.js';
 
 interface TrainRecord {
@@ -97,4 +104,49 @@ test('a batch that the shards do not divide is refused, naming the field', async
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, /training\.gradientShards/);
   assert.equal(existsSync(path.join(dir, 'bad', 'campaigns', 'bad', 'summary.json')), false);
+});
+
+test('a data-parallel run resumed from its checkpoint ends with the uninterrupted run’s weights', async () => {
+  const network = { dim: 3, condDim: 2, hidden: [16, 16], embedDim: 8 };
+  const rng = Rng.derive(11, 'dp-resume');
+  const data = {
+    x: ndarray([64, 3], rng.fillNormal(new Float32Array(64 * 3))),
+    cond: ndarray([64, 2], rng.fillNormal(new Float32Array(64 * 2))),
+  };
+  const params = initMlpParams(network, rng);
+  const shapes = mlpParamShapes(network).map(([, shape]) => shape);
+  const options = {
+    steps: 12,
+    batchSize: 32,
+    optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clip: 1, emaDecay: 0.9 },
+    lrSchedule: 'cosine' as const,
+    timeDistribution: 'beta-mixture' as const,
+    schedule: logLinearSchedule(1e-3, 10),
+    seed: 11,
+    streamPath: ['dp-resume'],
+  };
+  const plan = { shards: 4, threads: 2 };
+  const saved: TrainCheckpoint[] = [];
+  const whole = await trainDataParallel({ kind: 'mlp', config: network }, shapes, data, { params }, options, plan, {
+    lossEvery: 5,
+    checkpoint: { every: 5, save: async (state) => void saved.push(state) },
+  });
+  assert.deepEqual(
+    saved.map((s) => s.optimizer.step),
+    [5, 10],
+  );
+  const resumed = await trainDataParallel(
+    { kind: 'mlp', config: network },
+    shapes,
+    data,
+    { params, resume: saved[0] },
+    options,
+    { shards: 4, threads: 1 },
+    { lossEvery: 5 },
+  );
+  assert.deepEqual(resumed.losses, whole.losses);
+  for (const [name, p] of Object.entries(whole.params)) {
+    assert.deepEqual(resumed.params[name].data, p.data, name);
+    assert.deepEqual(resumed.optimizer.ema?.[name].data, whole.optimizer.ema?.[name].data, name);
+  }
 });
