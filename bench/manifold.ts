@@ -16,7 +16,7 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { initBackend } from '../models/backend.js';
+import { blasGemmInstalled, initBackend } from '../models/backend.js';
 import { initMlpParams, mlpParamShapes, type MlpConfig } from '../models/denoisers/mlp.js';
 import { ndarray } from '../models/ndarray.js';
 import { exportMlpToOnnx } from '../models/onnx/export-mlp.js';
@@ -122,7 +122,7 @@ const kernels = values.kernels === 'portable' ? 'portable' : 'fast';
 const backend = await initBackend({ kernels });
 // Other processes share the cores: every run states the load it was measured under.
 console.log(JSON.stringify({ cores: availableParallelism(), loadavg: loadavg().map((l) => Number(l.toFixed(2))) }));
-const engine = `diffem tfjs-${backend.backend} (${kernels} kernels, gemm ${backend.gemm})`;
+const engine = `diffem tfjs-${backend.backend} (${kernels} kernels, gemm ${blasGemmInstalled() ? 'openblas' : 'xnnpack'})`;
 const ours: Array<Record<string, string | number>> = [];
 for (const B of batches) {
   const line = {

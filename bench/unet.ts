@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import * as tf from '../models/tf.js';
-import { initBackend, type BackendChoice } from '../models/backend.js';
+import { blasGemmInstalled, initBackend, type BackendChoice } from '../models/backend.js';
 import {
   initUnetParams,
   TfjsUnetDenoiser,
@@ -144,7 +144,7 @@ console.error(`forward (ONNX Runtime CPU): ${ourForward.toFixed(1)} images/s (ba
 await onnx.dispose();
 
 const ourLine = {
-  engine: `diffem tfjs-${info.backend} (${kernels} kernels, gemm ${info.gemm}) + onnxruntime-node (E-step)`,
+  engine: `diffem tfjs-${info.backend} (${kernels} kernels, gemm ${blasGemmInstalled() ? 'openblas' : 'xnnpack'}) + onnxruntime-node (E-step)`,
   workload: 'mnist-unet',
   batch,
   gradient_shards: shards,

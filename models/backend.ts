@@ -14,7 +14,9 @@ import '@tensorflow/tfjs-backend-cpu';
 import { DeviceUnavailableError } from './device.js';
 import { loadOpenBlas } from './kernels/blas.js';
 import { setFusedLayers } from './kernels/layer-norm-silu.js';
-import { blasGemmInstalled, installBlasGemm, registerWasmKernels, removeBlasGemm } from './kernels/index.js';
+import { installBlasGemm, registerWasmKernels, removeBlasGemm } from './kernels/index.js';
+
+export { blasGemmInstalled } from './kernels/index.js';
 
 export type BackendChoice = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
 export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
@@ -44,9 +46,10 @@ export interface BackendInfo {
   /** The tfjs backend name now active: 'tensorflow', 'wasm' or 'cpu'. */
   backend: string;
   device: 'cpu' | 'cuda';
-  /** Who multiplies matrices on the wasm backend ('native' on the others). */
-  gemm: 'xnnpack' | 'openblas' | 'native';
 }
+
+/** Who multiplies matrices on the wasm backend (`blasGemmInstalled` tells which is in). */
+type GemmInUse = 'xnnpack' | 'openblas';
 
 const NODE_GPU = '@tensorflow/tfjs-node-gpu';
 const NODE_CPU = '@tensorflow/tfjs-node';
@@ -168,7 +171,7 @@ function activate(name: string): Promise<void> {
 }
 
 /** Installs or removes the OpenBLAS GEMM on the wasm backend, per `choice`. */
-async function chooseGemm(choice: GemmChoice): Promise<BackendInfo['gemm']> {
+async function chooseGemm(choice: GemmChoice): Promise<GemmInUse> {
   if (choice === 'wasm') {
     removeBlasGemm();
     return 'xnnpack';
@@ -183,9 +186,7 @@ async function chooseGemm(choice: GemmChoice): Promise<BackendInfo['gemm']> {
   return 'openblas';
 }
 
-type Resolved = Omit<BackendInfo, 'gemm'>;
-
-async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<Resolved> {
+async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<BackendInfo> {
   if (device === 'cuda') {
     if (backend === 'wasm' || backend === 'cpu') {
       throw new DeviceUnavailableError(`backend '${backend}' runs on the CPU only; ${CUDA_HINT}`);
@@ -213,7 +214,7 @@ async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<Re
   return { backend: 'wasm', device: 'cpu' };
 }
 
-const resolved = new Map<string, Promise<Resolved>>();
+const resolved = new Map<string, Promise<BackendInfo>>();
 
 /**
  * Selects, initialises and activates a backend. Idempotent and cheap on repeat: the choice
@@ -234,11 +235,10 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   await registerGradients();
   await activate(info.backend);
   // No choice keeps the current one (XNNPACK until someone asks for OpenBLAS).
-  let gemm: BackendInfo['gemm'] = 'native';
   if (info.backend === 'wasm') {
     if (options.kernels) setFusedLayers(options.kernels === 'fast');
     const choice = options.gemm ?? (options.kernels ? (options.kernels === 'fast' ? 'auto' : 'wasm') : undefined);
-    gemm = choice ? await chooseGemm(choice) : blasGemmInstalled() ? 'openblas' : 'xnnpack';
+    if (choice) await chooseGemm(choice);
   }
-  return { ...info, gemm };
+  return { ...info };
 }
