@@ -66,7 +66,12 @@ async function run(threads: number, store: string): Promise<void> {
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'diffem-dp-'));
   const tiny = await readFile(path.join(REPO, 'examples', 'manifold-tiny.yaml'), 'utf8');
-  const sharded = tiny.replace(/^training: \{/m, 'training: { gradientShards: 2,');
+  // The fast kernels too (fused layers; OpenBLAS where installed): they must not depend on
+  // the thread count either.
+  const sharded = tiny
+    .replace(/^training: \{/m, 'training: { gradientShards: 2,')
+    .replace(/^metrics: (.*)$/m, 'metrics: $1\nruntime: { kernels: fast }');
+  assert.match(sharded, /kernels: fast/);
   assert.notEqual(sharded, tiny, 'manifold-tiny.yaml has no one-line training map to extend');
   config = path.join(dir, 'tiny-2-shards.yaml');
   await writeFile(config, sharded);

@@ -101,3 +101,41 @@ test('OpenBLAS BatchMatMul agrees with the cpu backend', async (t) => {
     assert.ok(error < 1e-5, `[${shapeA}]${ta ? 'ᵀ' : ''} · [${shapeB}]${tb ? 'ᵀ' : ''}: relative error ${error}`);
   }
 });
+
+test('OpenBLAS Conv2D agrees with the cpu backend', async (t) => {
+  const blas = await loadOpenBlas();
+  if (!blas.ok) {
+    t.skip(blas.reason);
+    return;
+  }
+  const cases: Array<[number[], number[], 1 | 2, 'same' | 'valid']> = [
+    [[2, 9, 7, 3], [3, 3, 3, 5], 1, 'same'],
+    [[3, 8, 8, 4], [3, 3, 4, 6], 2, 'same'],
+    [[2, 6, 5, 4], [1, 1, 4, 3], 1, 'valid'],
+    [[1, 7, 7, 2], [3, 3, 2, 4], 2, 'valid'],
+  ];
+  const rng = Rng.derive(5, 'conv');
+  for (const [xShape, wShape, stride, pad] of cases) {
+    const x = rng.fillNormal(new Float32Array(xShape.reduce((p, q) => p * q, 1)));
+    const w = rng.fillNormal(new Float32Array(wShape.reduce((p, q) => p * q, 1)));
+    const conv = () =>
+      tf.tidy(
+        () =>
+          tf
+            .conv2d(
+              tf.tensor4d(x, xShape as [number, number, number, number]),
+              tf.tensor4d(w, wShape as [number, number, number, number]),
+              stride,
+              pad,
+            )
+            .dataSync() as Float32Array,
+      );
+    await tf.setBackend('cpu');
+    const expected = conv();
+    await initBackend({ backend: 'wasm', gemm: 'openblas' });
+    const actual = conv();
+    await initBackend({ backend: 'wasm', gemm: 'wasm' });
+    const error = maxRelativeError(expected, actual);
+    assert.ok(error < 1e-5, `conv [${xShape}] * [${wShape}] stride ${stride} ${pad}: relative error ${error}`);
+  }
+});

@@ -9,6 +9,7 @@
 import '@tensorflow/tfjs-backend-wasm';
 import {
   BatchMatMul,
+  Conv2D,
   Conv2DBackpropFilter,
   Conv2DBackpropInput,
   _FusedMatMul,
@@ -19,6 +20,7 @@ import {
 } from '@tensorflow/tfjs-core';
 
 import { blasBatchMatMulConfig, type BlasProbe } from './blas.js';
+import { blasConv2DConfig } from './conv2d-blas.js';
 import { batchMatMulConfig, fusedMatMulConfig } from './batchMatMul.js';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter.js';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput.js';
@@ -62,21 +64,24 @@ export function registerWasmKernels(): void {
   for (const config of ours) swap(config);
 }
 
-/** The BatchMatMul that OpenBLAS replaced (null: OpenBLAS is not in). */
-let beforeBlas: KernelConfig | null = null;
+/** The BatchMatMul and Conv2D that OpenBLAS replaced (null: OpenBLAS is not in). */
+let beforeBlas: KernelConfig[] | null = null;
 
-/** Routes BatchMatMul (dense layers, im2col convolution gradients) through OpenBLAS. */
+/** Routes BatchMatMul (dense layers, convolution gradients) and Conv2D through OpenBLAS. */
 export function installBlasGemm(blas: Extract<BlasProbe, { ok: true }>): void {
   registerWasmKernels();
   if (beforeBlas !== null) return;
-  beforeBlas = required(BatchMatMul);
-  swap(blasBatchMatMulConfig(blas.sgemm, beforeBlas));
+  const matMul = required(BatchMatMul);
+  const conv = required(Conv2D);
+  beforeBlas = [matMul, conv];
+  swap(blasBatchMatMulConfig(blas.sgemm, matMul));
+  swap(blasConv2DConfig(blas, conv));
 }
 
 /** Back to the wasm GEMM; a no-op when OpenBLAS is not in. */
 export function removeBlasGemm(): void {
   if (beforeBlas === null) return;
-  swap(beforeBlas);
+  for (const config of beforeBlas) swap(config);
   beforeBlas = null;
 }
 
