@@ -155,13 +155,14 @@ def main():
     parser.add_argument('--groups', type=int, default=8)
     parser.add_argument('--embed', type=int, default=64)
     parser.add_argument('--dropout', type=float, default=0.1)
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: all cores)')
     args = parser.parse_args()
     # A reference on the reference BLAS runs ~20x slow: refuse, so no ratio flatters us.
     blas = blas_gflops_1thread()
     if blas < 15:
         raise SystemExit(f"torch's BLAS gives {blas:.1f} GFLOP/s on one thread: it is not OpenBLAS. "
                          "apt-get install libopenblas0-pthread, then run again.")
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     levels = [int(v) for v in args.levels.split(',')]
     attention = {int(v) for v in args.attention.split(',') if v != ''}

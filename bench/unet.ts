@@ -174,6 +174,8 @@ if (values.torch !== 'false') {
     String(config.embedDim),
     '--dropout',
     String(config.dropout),
+    '--threads',
+    String(threads),
   ]);
   if (!reference.ok) {
     console.log(`no U-Net ratio: the PyTorch reference did not run (${reference.reason})`);
