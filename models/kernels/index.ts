@@ -9,7 +9,6 @@
 import '@tensorflow/tfjs-backend-wasm';
 import {
   BatchMatMul,
-  Conv2D,
   Conv2DBackpropFilter,
   Conv2DBackpropInput,
   _FusedMatMul,
@@ -20,7 +19,6 @@ import {
 } from '@tensorflow/tfjs-core';
 
 import { blasBatchMatMulConfig, type BlasProbe } from './blas.js';
-import { blasConv2DConfig } from './conv2d-blas.js';
 import { batchMatMulConfig, fusedMatMulConfig } from './batchMatMul.js';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter.js';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput.js';
@@ -64,18 +62,20 @@ export function registerWasmKernels(): void {
   for (const config of ours) swap(config);
 }
 
-/** The BatchMatMul and Conv2D that OpenBLAS replaced (null: OpenBLAS is not in). */
+/** The BatchMatMul that OpenBLAS replaced (null: OpenBLAS is not in). */
 let beforeBlas: KernelConfig[] | null = null;
 
-/** Routes BatchMatMul (dense layers, convolution gradients) and Conv2D through OpenBLAS. */
+/**
+ * Routes BatchMatMul (dense layers, the im2col convolution gradients) through OpenBLAS.
+ * Conv2D stays on XNNPACK: an im2col + OpenBLAS forward measured no faster on the U-Net,
+ * the JavaScript im2col costing what the product saved.
+ */
 export function installBlasGemm(blas: Extract<BlasProbe, { ok: true }>): void {
   registerWasmKernels();
   if (beforeBlas !== null) return;
   const matMul = required(BatchMatMul);
-  const conv = required(Conv2D);
-  beforeBlas = [matMul, conv];
+  beforeBlas = [matMul];
   swap(blasBatchMatMulConfig(blas.sgemm, matMul));
-  swap(blasConv2DConfig(blas, conv));
 }
 
 /** Back to the wasm GEMM; a no-op when OpenBLAS is not in. */
