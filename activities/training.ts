@@ -16,6 +16,7 @@ import { campaignKeys } from '../workflows/keys.js';
 import type { TrainInput, TrainOutput } from '../workflows/types.js';
 import type { Untimed } from './activity.js';
 import { runTrainingJob } from './compute/run-training.js';
+import { trainingThreads } from './compute/training-job.js';
 import type { MlpTrainingJob, UnetTrainingJob } from './compute/training-job.js';
 import { activityContext } from './context.js';
 import { BadInputError } from './errors.js';
@@ -92,6 +93,9 @@ export async function runCampaignTraining(
     sigmaMax: config.schedule.sigmaMax,
     checkpointEvery: training.checkpointEvery,
     device: config.runtime.device,
+    kernels: config.runtime.kernels ?? 'portable',
+    gradientShards: training.gradientShards ?? 1,
+    threads: trainingThreads(training.gradientShards ?? 1),
   };
   const state = await runTrainingJob(
     prepared.job.kind === 'mlp' ? { ...prepared.job, ...shared } : { ...prepared.job, ...shared },
@@ -115,6 +119,8 @@ export async function runCampaignTraining(
     losses: state.losses.map((l) => Math.round(l * 1e6) / 1e6),
     steps,
     resumedFromStep: resume?.optimizer.step ?? 0,
+    gradientShards: shared.gradientShards,
+    trainThreads: shared.threads,
   };
 }
 

@@ -1,37 +1,51 @@
 /**
  * The manifold workload of the PyTorch reference (shared/reference/torch_manifold_bench.py),
- * measured on diffem's runtimes, side by side with the reference in the same run:
+ * measured on diffem's runtimes and on the reference in the same run:
  *
- *   train_steps_per_s     M-step Adam steps/s at batch 1024 (tfjs, this project's trainer)
+ *   train_steps_per_s     M-step Adam steps/s at each --batches size (this project's trainer,
+ *                         with --shards gradient shards on --threads threads)
  *   denoiser_evals_per_s  E-step denoiser rows/s at batch 4096, forward only (ONNX Runtime)
  *
  * Network: 81 -> 256 -> 256 -> 256 -> 5 with LayerNorm and SiLU; input [c_in x_t (5),
- * embed(log sigma) (64), y (2), flatten(A) (10)]. Prints one JSON line per engine, then the
- * ratios diffem / torch. Usage: node dist/bench/manifold.js [--seconds S] [--threads N]
- * [--reference PATH] (the reference runs when Debian's python3-torch is installed).
+ * embed(log sigma) (64), y (2), flatten(A) (10)]. Prints one JSON line per figure set in the
+ * reference's shape (engine, workload, batch, ...), the reference's line, then the ratios
+ * diffem / torch; with the reference missing or on a degraded BLAS, no ratio and what to
+ * install. Usage: node dist/bench/manifold.js [--seconds S] [--threads N] [--shards K] [--kernels fast|portable]
+ * [--batches 512,1024] [--reference PATH]
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { initBackend } from '../models/backend.js';
-import { initMlpParams, type MlpConfig } from '../models/denoisers/mlp.js';
+import { blasGemmInstalled, initBackend } from '../models/backend.js';
+import { initMlpParams, mlpParamShapes, type MlpConfig } from '../models/denoisers/mlp.js';
 import { ndarray } from '../models/ndarray.js';
 import { exportMlpToOnnx } from '../models/onnx/export-mlp.js';
 import { OnnxDenoiser } from '../models/onnx/runtime.js';
 import { Rng } from '../models/rng.js';
 import { logLinearSchedule } from '../models/schedule.js';
-import { trainDenoiser } from '../models/training/trainer.js';
+import { trainDataParallel } from '../models/training/data-parallel.js';
+import { trainDenoiser, type TrainHooks, type TrainOptions } from '../models/training/trainer.js';
+import { ratio, runReference } from './reference.js';
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     threads: { type: 'string', default: '2' },
-    reference: { type: 'string', default: '../shared/reference/torch_manifold_bench.py' },
+    shards: { type: 'string', default: '2' },
+    kernels: { type: 'string', default: 'fast' },
+    batches: { type: 'string', default: '512,1024' },
+    reference: {
+      type: 'string',
+      default: fileURLToPath(new URL('../../../shared/reference/torch_manifold_bench.py', import.meta.url)),
+    },
   },
 });
 const seconds = Number(values.seconds);
 const threads = Number(values.threads);
+const shards = Number(values.shards);
+const batches = values.batches.split(',').map(Number);
 const network: MlpConfig = { dim: 5, condDim: 12, hidden: [256, 256, 256], embedDim: 64 };
+const WORKLOAD = 'manifold-mlp';
 
 function batch(rng: Rng, n: number) {
   const x = ndarray([n, 5], rng.fillNormal(new Float32Array(n * 5)));
@@ -41,35 +55,46 @@ function batch(rng: Rng, n: number) {
   return { x, cond, sigma };
 }
 
-async function trainRate(): Promise<number> {
+/** Steps/s of the campaign's trainer (clip and EMA on, as in a lap) at batch `B`. */
+async function trainRate(B: number): Promise<number> {
   const rng = Rng.derive(0, 'bench');
-  const data = batch(rng, 1024);
+  const data = batch(rng, B);
+  const params = initMlpParams(network, rng);
   const stamps: number[] = [];
+  const run = (steps: number) => {
+    const options: TrainOptions = {
+      steps,
+      batchSize: B,
+      optimizer: { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clip: 1, emaDecay: 0.999 },
+      lrSchedule: 'constant',
+      timeDistribution: 'beta-mixture',
+      schedule: logLinearSchedule(1e-3, 10),
+      seed: 0,
+      streamPath: ['bench'],
+    };
+    const hooks: TrainHooks = { progress: () => stamps.push(performance.now()) };
+    const shapes = mlpParamShapes(network).map(([, shape]) => shape);
+    return shards > 1
+      ? trainDataParallel(
+          { kind: 'mlp', config: network },
+          shapes,
+          data,
+          { params },
+          options,
+          { shards, threads },
+          hooks,
+          { kernels },
+        )
+      : trainDenoiser(network, data, { params }, options, hooks);
+  };
   // The trainer runs a fixed number of steps: estimate from a short first run, then time.
-  const run = (steps: number) =>
-    trainDenoiser(
-      network,
-      { x: data.x, cond: data.cond },
-      { params: initMlpParams(network, rng) },
-      {
-        steps,
-        batchSize: 1024,
-        optimizer: { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clip: 0, emaDecay: 0 },
-        lrSchedule: 'constant',
-        timeDistribution: 'beta-mixture',
-        schedule: logLinearSchedule(1e-3, 10),
-        seed: 0,
-        streamPath: ['bench'],
-      },
-      { progress: () => stamps.push(performance.now()) },
-    );
-  await run(5);
-  const probe = (stamps[4] - stamps[0]) / 4;
+  await run(8);
+  const probe = (stamps[7] - stamps[2]) / 5;
   stamps.length = 0;
-  const steps = Math.max(10, Math.ceil((seconds * 1000) / probe));
+  const steps = Math.max(12, Math.ceil((seconds * 1000) / probe) + 2);
   await run(steps);
-  // Rate over all but the first step (which pays for kernel warm-up).
-  return (stamps.length - 1) / ((stamps[stamps.length - 1] - stamps[0]) / 1000);
+  // Over all but the first two steps (thread start-up, kernel warm-up).
+  return (stamps.length - 3) / ((stamps[stamps.length - 1] - stamps[2]) / 1000);
 }
 
 async function sampleRate(): Promise<number> {
@@ -93,39 +118,51 @@ async function sampleRate(): Promise<number> {
   return rate;
 }
 
-const backend = await initBackend();
-const ours = {
-  engine: `diffem tfjs-${backend.backend} (train) + onnxruntime-node (sample)`,
-  threads,
-  train_steps_per_s: Number((await trainRate()).toFixed(2)),
-  denoiser_evals_per_s: Math.round(await sampleRate()),
-};
-console.log(JSON.stringify(ours));
+const kernels = values.kernels === 'portable' ? 'portable' : 'fast';
+const backend = await initBackend({ kernels });
+// Other processes share the cores: every run states the load it was measured under.
+console.log(JSON.stringify({ cores: availableParallelism(), loadavg: loadavg().map((l) => Number(l.toFixed(2))) }));
+const engine = `diffem tfjs-${backend.backend} (${kernels} kernels, gemm ${blasGemmInstalled() ? 'openblas' : 'xnnpack'})`;
+const ours: Array<Record<string, string | number>> = [];
+for (const B of batches) {
+  const line = {
+    engine,
+    workload: WORKLOAD,
+    batch: B,
+    threads,
+    gradient_shards: shards,
+    train_steps_per_s: Number((await trainRate(B)).toFixed(2)),
+  };
+  ours.push(line);
+  console.log(JSON.stringify(line));
+}
+const evals = { engine: 'diffem onnxruntime-node', workload: WORKLOAD, batch: 4096, threads };
+const sampling = { ...evals, denoiser_evals_per_s: Math.round(await sampleRate()) };
+console.log(JSON.stringify(sampling));
 
-if (existsSync(values.reference) && existsSync('/usr/bin/python3')) {
-  const result = spawnSync(
-    '/usr/bin/python3',
-    [values.reference, '--threads', String(threads), '--seconds', String(seconds)],
-    {
-      encoding: 'utf8',
-    },
-  );
-  const line = result.stdout.trim().split('\n').pop() ?? '';
-  if (result.status === 0 && line.startsWith('{')) {
-    console.log(line);
-    const torch = JSON.parse(line) as { train_steps_per_s: number; denoiser_evals_per_s: number };
-    console.log(
-      JSON.stringify({
-        ratio: 'diffem / torch',
-        train_steps_per_s: Number((ours.train_steps_per_s / torch.train_steps_per_s).toFixed(3)),
-        denoiser_evals_per_s: Number((ours.denoiser_evals_per_s / torch.denoiser_evals_per_s).toFixed(3)),
-      }),
-    );
-  } else {
-    console.error(
-      `reference benchmark did not run (${result.stderr.trim().split('\n').pop() ?? 'no output'}); install it with: apt-get install python3-torch libopenblas0-pthread`,
-    );
+for (const line of ours) {
+  const B = Number(line.batch);
+  const reference = runReference(values.reference, [
+    '--threads',
+    String(threads),
+    '--seconds',
+    String(seconds),
+    '--batch',
+    String(B),
+  ]);
+  if (!reference.ok) {
+    console.log(`no ratio at batch ${B}: the PyTorch reference did not run (${reference.reason})`);
+    continue;
   }
-} else {
-  console.error(`reference benchmark not found at ${values.reference}: printed diffem's figures only`);
+  console.log(JSON.stringify({ ...reference.figures, workload: WORKLOAD }));
+  console.log(
+    JSON.stringify({
+      ratio: 'diffem / torch',
+      workload: WORKLOAD,
+      batch: B,
+      train_steps_per_s: ratio(Number(line.train_steps_per_s), reference.figures.train_steps_per_s),
+      // The reference measures its E-step at batch 4096 whatever the training batch.
+      denoiser_evals_per_s: ratio(sampling.denoiser_evals_per_s, reference.figures.denoiser_evals_per_s),
+    }),
+  );
 }

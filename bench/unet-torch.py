@@ -22,6 +22,9 @@ import argparse
 import json
 import math
 import os
+
+# torch runs its own thread pool; OpenBLAS threads under it would oversubscribe the cores.
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 import time
 
 import torch
@@ -131,6 +134,17 @@ class Unet(nn.Module):
         return xt * c_skip + self.out(F.silu(self.out_norm(h))) * c_out
 
 
+def blas_gflops_1thread():
+    """GFLOP/s of a 512^3 matmul on one thread: tells OpenBLAS from Debian's reference BLAS."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.5:
+        a @ b
+        n += 1
+    return n * 2 * 512**3 / (time.perf_counter() - t0) / 1e9
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--batch', type=int, default=32)
@@ -141,8 +155,14 @@ def main():
     parser.add_argument('--groups', type=int, default=8)
     parser.add_argument('--embed', type=int, default=64)
     parser.add_argument('--dropout', type=float, default=0.1)
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: all cores)')
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    # A reference on the reference BLAS runs ~20x slow: refuse, so no ratio flatters us.
+    blas = blas_gflops_1thread()
+    if blas < 15:
+        raise SystemExit(f"torch's BLAS gives {blas:.1f} GFLOP/s on one thread: it is not OpenBLAS. "
+                         "apt-get install libopenblas0-pthread, then run again.")
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     levels = [int(v) for v in args.levels.split(',')]
     attention = {int(v) for v in args.attention.split(',') if v != ''}
@@ -187,6 +207,7 @@ def main():
         'train_images_per_s': round(train, 1),
         'forward_images_per_s': round(forward, 1),
         'batch': args.batch,
+        'blas_gflops_1thread': round(blas, 1),
     }))
 
 

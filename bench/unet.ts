@@ -12,16 +12,16 @@
  * both sets of figures are printed side by side: training images/s and E-step (forward)
  * images/s.
  */
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import * as tf from '../models/tf.js';
-import { initBackend, type BackendChoice } from '../models/backend.js';
+import { blasGemmInstalled, initBackend, type BackendChoice } from '../models/backend.js';
 import {
   initUnetParams,
   TfjsUnetDenoiser,
   unetParamCount,
+  unetParamShapes,
   UnetNetwork,
   type UnetConfig,
 } from '../models/denoisers/unet.js';
@@ -32,6 +32,9 @@ import { OnnxDenoiser } from '../models/onnx/runtime.js';
 import { logLinearSchedule } from '../models/schedule.js';
 import { defaultAdam } from '../models/training/adam.js';
 import { trainUnetDenoiser } from '../models/training/image-trainer.js';
+import { trainDataParallel } from '../models/training/data-parallel.js';
+import type { TrainOptions } from '../models/training/trainer.js';
+import { ratio, runReference } from './reference.js';
 
 const { values } = parseArgs({
   options: {
@@ -45,12 +48,18 @@ const { values } = parseArgs({
     embed: { type: 'string', default: '64' },
     dropout: { type: 'string', default: '0.1' },
     torch: { type: 'string', default: 'true' },
+    shards: { type: 'string', default: '1' },
+    kernels: { type: 'string', default: 'fast' },
+    threads: { type: 'string', default: '2' },
   },
 });
 
-const info = await initBackend({ backend: values.backend as BackendChoice });
+const kernels = values.kernels === 'portable' ? 'portable' : 'fast';
+const info = await initBackend({ backend: values.backend as BackendChoice, kernels });
 const batch = Number(values.batch);
 const steps = Number(values.steps);
+const shards = Number(values.shards);
+const threads = Number(values.threads);
 const config: UnetConfig = {
   height: 28,
   width: 28,
@@ -74,7 +83,7 @@ const params = initUnetParams(config, rng.fork('init'));
 const n = 256;
 const x = ndarray([n, 28, 28, 1], rng.fillUniform(new Float32Array(n * 784), -2, 2));
 const cond = ndarray([n, 28, 28, 2], rng.fillUniform(new Float32Array(n * 784 * 2), -2, 2));
-console.log(
+console.error(
   `backend ${info.backend} (${tf.getBackend()}), U-Net levels [${config.levels}] x${config.blocksPerLevel}, ${unetParamCount(config)} parameters`,
 );
 
@@ -87,13 +96,26 @@ const options = {
   seed: 1,
   streamPath: ['bench'],
 };
+const stamps: number[] = [];
+const timed = (count: number) => {
+  const run: TrainOptions = { ...options, steps: count };
+  const hooks = { progress: () => stamps.push(performance.now()) };
+  if (shards === 1) return trainUnetDenoiser(config, { x, cond }, { params }, run, hooks);
+  const shapes = unetParamShapes(config).map(([, shape]) => shape);
+  return trainDataParallel({ kind: 'unet', config }, shapes, { x, cond }, { params }, run, { shards, threads }, hooks, {
+    backend: values.backend as BackendChoice,
+    kernels,
+  });
+};
 // Warm-up: the first steps compile kernels and size buffers.
-await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps: 2 });
-let t = performance.now();
-await trainUnetDenoiser(config, { x, cond }, { params }, { ...options, steps });
-let seconds = (performance.now() - t) / 1000;
+await timed(2);
+stamps.length = 0;
+// Timed from the first step's end, so thread start-up is not counted.
+await timed(steps + 1);
+let seconds = (stamps[stamps.length - 1] - stamps[0]) / 1000;
 const ourTrain = (steps * batch) / seconds;
-console.log(
+let t: number;
+console.error(
   `train: ${ourTrain.toFixed(1)} images/s (${((seconds / steps) * 1000).toFixed(0)} ms/step, batch ${batch})`,
 );
 
@@ -103,7 +125,7 @@ await denoiser.denoise(x, sigma, cond);
 t = performance.now();
 await denoiser.denoise(x, sigma, cond);
 seconds = (performance.now() - t) / 1000;
-console.log(`forward: ${(n / seconds).toFixed(1)} images/s (batch 128)`);
+console.error(`forward: ${(n / seconds).toFixed(1)} images/s (batch 128)`);
 denoiser.dispose();
 
 const onnx = await OnnxDenoiser.create(exportUnetToOnnx(config, params), {
@@ -118,20 +140,24 @@ t = performance.now();
 await onnx.denoise(flatX, sigma, flatCond);
 seconds = (performance.now() - t) / 1000;
 const ourForward = n / seconds;
-console.log(`forward (ONNX Runtime CPU): ${ourForward.toFixed(1)} images/s (batch 128)`);
+console.error(`forward (ONNX Runtime CPU): ${ourForward.toFixed(1)} images/s (batch 128)`);
 await onnx.dispose();
 
-interface TorchFigures {
-  runtime: string;
-  parameters: number;
-  train_images_per_s: number;
-  forward_images_per_s: number;
-}
+const ourLine = {
+  engine: `diffem tfjs-${info.backend} (${kernels} kernels, gemm ${blasGemmInstalled() ? 'openblas' : 'xnnpack'}) + onnxruntime-node (E-step)`,
+  workload: 'mnist-unet',
+  batch,
+  gradient_shards: shards,
+  threads,
+  train_steps_per_s: Number((ourTrain / batch).toFixed(3)),
+  // E-step rows/s (images/s) through ONNX Runtime at batch 128.
+  denoiser_evals_per_s: Number(ourForward.toFixed(1)),
+};
+console.log(JSON.stringify(ourLine));
 
 if (values.torch !== 'false') {
   const script = fileURLToPath(new URL('../../bench/unet-torch.py', import.meta.url));
-  const args = [
-    script,
+  const reference = runReference(script, [
     '--batch',
     String(batch),
     '--steps',
@@ -148,24 +174,36 @@ if (values.torch !== 'false') {
     String(config.embedDim),
     '--dropout',
     String(config.dropout),
-  ];
-  const torch = spawnSync('/usr/bin/python3', args, { encoding: 'utf8' });
-  if (torch.status !== 0) {
-    console.log(
-      `PyTorch reference unavailable: ${(torch.stderr || torch.error?.message || '').trim().split('\n').pop()}`,
-    );
+    '--threads',
+    String(threads),
+  ]);
+  if (!reference.ok) {
+    console.log(`no U-Net ratio: the PyTorch reference did not run (${reference.reason})`);
   } else {
-    const ref = JSON.parse(torch.stdout.trim().split('\n').pop() ?? '{}') as TorchFigures;
-    const row = (name: string, train: number, forward: number) =>
-      `${name.padEnd(44)}${train.toFixed(1).padStart(14)}${forward.toFixed(1).padStart(16)}`;
+    const ref = reference.figures;
+    const train = typeof ref.train_images_per_s === 'number' ? ref.train_images_per_s / batch : undefined;
     console.log(
-      `\nU-Net at 28x28, levels [${config.levels}] x${config.blocksPerLevel}, attention [${config.attentionLevels}], batch ${batch}`,
+      JSON.stringify({
+        engine: ref.runtime,
+        workload: 'mnist-unet',
+        batch,
+        train_steps_per_s: train === undefined ? null : Number(train.toFixed(3)),
+        denoiser_evals_per_s: ref.forward_images_per_s,
+        blas_gflops_1thread: ref.blas_gflops_1thread,
+        parameters: ref.parameters,
+      }),
     );
-    console.log(`${''.padEnd(44)}${'train img/s'.padStart(14)}${'E-step img/s'.padStart(16)}`);
-    console.log(row(`diffem (tfjs ${info.backend} / ORT CPU)`, ourTrain, ourForward));
-    console.log(row(`${ref.runtime}`, ref.train_images_per_s, ref.forward_images_per_s));
     if (ref.parameters !== unetParamCount(config)) {
-      console.log(`note: parameter counts differ (ours ${unetParamCount(config)}, PyTorch ${ref.parameters})`);
+      console.log(`note: parameter counts differ (ours ${unetParamCount(config)}, PyTorch ${String(ref.parameters)})`);
     }
+    console.log(
+      JSON.stringify({
+        ratio: 'diffem / torch',
+        workload: 'mnist-unet',
+        batch,
+        train_steps_per_s: ratio(ourLine.train_steps_per_s, train),
+        denoiser_evals_per_s: ratio(ourLine.denoiser_evals_per_s, ref.forward_images_per_s),
+      }),
+    );
   }
 }

@@ -12,14 +12,34 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 
 import { DeviceUnavailableError } from './device.js';
-import { registerWasmKernels } from './kernels/index.js';
+import { loadOpenBlas } from './kernels/blas.js';
+import { setFusedLayers } from './kernels/layer-norm-silu.js';
+import { installBlasGemm, registerWasmKernels, removeBlasGemm } from './kernels/index.js';
+
+export { blasGemmInstalled } from './kernels/index.js';
 
 export type BackendChoice = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
 export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
+/**
+ * The wasm backend's matrix products: 'wasm' (XNNPACK, the same bits on every machine),
+ * 'openblas' (the machine's OpenBLAS through koffi: ~4x the flops, bits may differ between
+ * CPU models; an error where it is missing) or 'auto' (OpenBLAS where it loads).
+ */
+export type GemmChoice = 'wasm' | 'openblas' | 'auto';
+
+/**
+ * 'portable': the wasm backend's own ops and XNNPACK, the same bits on every machine.
+ * 'fast': fused layer kernels and, where it loads, OpenBLAS for the matrix products; the
+ * bits then depend on the CPU model and on whether OpenBLAS is installed.
+ */
+export type KernelChoice = 'portable' | 'fast';
 
 export interface BackendOptions {
   backend?: BackendChoice;
   device?: DeviceChoice;
+  /** Sets `gemm` ('fast': 'auto', 'portable': 'wasm') and the fused layer kernels. */
+  kernels?: KernelChoice;
+  gemm?: GemmChoice;
 }
 
 export interface BackendInfo {
@@ -27,6 +47,9 @@ export interface BackendInfo {
   backend: string;
   device: 'cpu' | 'cuda';
 }
+
+/** Who multiplies matrices on the wasm backend (`blasGemmInstalled` tells which is in). */
+type GemmInUse = 'xnnpack' | 'openblas';
 
 const NODE_GPU = '@tensorflow/tfjs-node-gpu';
 const NODE_CPU = '@tensorflow/tfjs-node';
@@ -147,6 +170,22 @@ function activate(name: string): Promise<void> {
   return next;
 }
 
+/** Installs or removes the OpenBLAS GEMM on the wasm backend, per `choice`. */
+async function chooseGemm(choice: GemmChoice): Promise<GemmInUse> {
+  if (choice === 'wasm') {
+    removeBlasGemm();
+    return 'xnnpack';
+  }
+  const blas = await loadOpenBlas();
+  if (!blas.ok) {
+    if (choice === 'openblas') throw new DeviceUnavailableError(`runtime.gemm 'openblas': ${blas.reason}`);
+    removeBlasGemm();
+    return 'xnnpack';
+  }
+  installBlasGemm(blas);
+  return 'openblas';
+}
+
 async function resolve(backend: BackendChoice, device: DeviceChoice): Promise<BackendInfo> {
   if (device === 'cuda') {
     if (backend === 'wasm' || backend === 'cpu') {
@@ -195,5 +234,11 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   const info = await pending;
   await registerGradients();
   await activate(info.backend);
+  // No choice keeps the current one (XNNPACK until someone asks for OpenBLAS).
+  if (info.backend === 'wasm') {
+    if (options.kernels) setFusedLayers(options.kernels === 'fast');
+    const choice = options.gemm ?? (options.kernels ? (options.kernels === 'fast' ? 'auto' : 'wasm') : undefined);
+    if (choice) await chooseGemm(choice);
+  }
   return { ...info };
 }

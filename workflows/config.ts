@@ -195,6 +195,13 @@ const trainingConfig = z.strictObject({
   emaDecay: z.number().min(0).lt(1).default(0.999),
   timeDistribution: z.enum(['beta33', 'beta-mixture', 'uniform']).default('beta-mixture'),
   checkpointEvery: positiveInt.default(250),
+  /**
+   * Slices of each minibatch whose gradients are computed apart (on as many threads as the
+   * machine allows) and averaged in a fixed order. Part of the numerics: the same value
+   * gives bit-identical weights on any number of threads. Absent (as 1): one thread, and a
+   * config digest unchanged from before the option existed.
+   */
+  gradientShards: positiveInt.optional(),
 });
 
 export const campaignConfigSchema = z
@@ -265,6 +272,11 @@ export const campaignConfigSchema = z
     runtime: z
       .strictObject({
         device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+        /**
+         * CPU training kernels: 'portable' (absent; the same bits on every machine) or 'fast'
+         * (fused layers, OpenBLAS matrix products where installed; bits may differ by CPU).
+         */
+        kernels: z.enum(['portable', 'fast']).optional(),
         /** Threads of ONNX Runtime per sampling activity (0: all cores). */
         threads: z.number().int().nonnegative().default(0),
         /** Rows per ONNX Runtime run (default: 4096 for vectors, 128 for images). */
@@ -274,6 +286,13 @@ export const campaignConfigSchema = z
   })
   .superRefine((config, ctx) => {
     // Cross-field checks: each names the field to change.
+    if (config.training.batchSize % (config.training.gradientShards ?? 1) !== 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['training', 'gradientShards'],
+        message: `training.batchSize (${config.training.batchSize}) must be a multiple of training.gradientShards (${config.training.gradientShards ?? 1})`,
+      });
+    }
     const imageData = isImageDataKind(config.data.kind);
     const imageChannel = (IMAGE_CHANNEL_KINDS as readonly string[]).includes(config.channel.kind);
     if (imageData && !imageChannel) {

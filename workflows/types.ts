@@ -76,6 +76,9 @@ export interface TrainOutput extends Timed {
   steps: number;
   /** Steps skipped because a checkpoint of an earlier attempt was resumed. */
   resumedFromStep: number;
+  /** Gradient shards of each minibatch (fixes the numerics) and the threads that ran them. */
+  gradientShards?: number;
+  trainThreads?: number;
 }
 
 /**

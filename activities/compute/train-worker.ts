@@ -6,7 +6,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '../../models/backend.js';
 import { trainMnistClassifier } from '../../models/metrics/feature-extractor.js';
+import { mlpParamShapes } from '../../models/denoisers/mlp.js';
+import { unetParamShapes } from '../../models/denoisers/unet.js';
 import { logLinearSchedule } from '../../models/schedule.js';
+import { trainDataParallel, type NetworkSpec } from '../../models/training/data-parallel.js';
 import { trainUnetDenoiser } from '../../models/training/image-trainer.js';
 import { trainDenoiser, type TrainCheckpoint, type TrainHooks } from '../../models/training/trainer.js';
 import { errorType, isNonRetryable } from '../errors.js';
@@ -30,7 +33,7 @@ function progress(step: number, steps: number, loss: number): void {
 }
 
 async function run(): Promise<TrainCheckpoint> {
-  await initBackend({ device: job.device });
+  await initBackend({ device: job.device, kernels: job.kind === 'classifier' ? 'portable' : job.kernels });
   if (job.kind === 'classifier') {
     const trained = await trainMnistClassifier(
       { images: job.images, labels: job.labels },
@@ -47,6 +50,22 @@ async function run(): Promise<TrainCheckpoint> {
   };
   const options = { ...job.options, schedule: logLinearSchedule(job.sigmaMin, job.sigmaMax) };
   const start = { params: job.params, resume: job.resume ?? undefined };
+  if (job.gradientShards > 1) {
+    const network: NetworkSpec =
+      job.kind === 'unet' ? { kind: 'unet', config: job.network } : { kind: 'mlp', config: job.network };
+    const shapes = job.kind === 'unet' ? unetParamShapes(job.network) : mlpParamShapes(job.network);
+    const plan = { shards: job.gradientShards, threads: job.threads };
+    return trainDataParallel(
+      network,
+      shapes.map(([, shape]) => shape),
+      job.data,
+      start,
+      options,
+      plan,
+      hooks,
+      { device: job.device, kernels: job.kernels },
+    );
+  }
   return job.kind === 'unet'
     ? trainUnetDenoiser(job.network, job.data, start, options, hooks)
     : trainDenoiser(job.network, job.data, start, options, hooks);

@@ -13,7 +13,9 @@ import type { UnetConfig } from '../../models/denoisers/unet.js';
 import type { ClassifierConfig } from '../../models/metrics/feature-extractor.js';
 import type { NDArray } from '../../models/ndarray.js';
 import type { TrainCheckpoint, TrainingData, TrainOptions } from '../../models/training/trainer.js';
-import type { DeviceChoice } from '../../models/backend.js';
+import { availableParallelism } from 'node:os';
+
+import type { DeviceChoice, KernelChoice } from '../../models/backend.js';
 
 interface DenoiserJob {
   params: ParamMap;
@@ -23,6 +25,23 @@ interface DenoiserJob {
   sigmaMax: number;
   checkpointEvery: number;
   device: DeviceChoice;
+  kernels: KernelChoice;
+  /** Gradient shards of each minibatch (models/training/data-parallel.ts); 1: one thread. */
+  gradientShards: number;
+  /** Threads that compute the shards at once (does not change the result). */
+  threads: number;
+}
+
+/**
+ * Threads for data-parallel training on this machine: DIFFEM_TRAIN_THREADS when set, else
+ * one per core, never more than there are shards.
+ */
+export function trainingThreads(gradientShards: number): number {
+  const configured = process.env.DIFFEM_TRAIN_THREADS;
+  const wanted = configured ? Number(configured) : availableParallelism();
+  if (!Number.isInteger(wanted) || wanted < 1)
+    throw new RangeError(`DIFFEM_TRAIN_THREADS must be a positive integer, got '${configured}'`);
+  return Math.min(wanted, gradientShards);
 }
 
 export interface MlpTrainingJob extends DenoiserJob {

@@ -13,6 +13,7 @@
  */
 import * as tf from '../tf.js';
 import { embeddingFrequencies } from '../embedding.js';
+import { biasLayerNormSilu, fusedLayersEnabled } from '../kernels/layer-norm-silu.js';
 import { ndarray, type NDArray } from '../ndarray.js';
 import { edmCoefficients } from '../precondition.js';
 import type { Rng } from '../rng.js';
@@ -126,6 +127,16 @@ export class MlpNetwork {
       let h = tf.concat(parts, 1) as tf.Tensor2D;
       this.config.hidden.forEach((_, l) => {
         const w = this.weights;
+        if (fusedLayersEnabled()) {
+          h = biasLayerNormSilu(
+            h.matMul(w[`layers.${l}.linear.weight`] as tf.Tensor2D) as tf.Tensor2D,
+            w[`layers.${l}.linear.bias`],
+            w[`layers.${l}.norm.weight`],
+            w[`layers.${l}.norm.bias`],
+            LAYER_NORM_EPSILON,
+          );
+          return;
+        }
         h = h.matMul(w[`layers.${l}.linear.weight`] as tf.Tensor2D).add(w[`layers.${l}.linear.bias`]);
         const { mean, variance } = tf.moments(h, 1, true);
         h = h

@@ -18,6 +18,7 @@ import {
   type KernelConfig,
 } from '@tensorflow/tfjs-core';
 
+import { blasBatchMatMulConfig, type BlasProbe } from './blas.js';
 import { batchMatMulConfig, fusedMatMulConfig } from './batchMatMul.js';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter.js';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput.js';
@@ -61,8 +62,36 @@ export function registerWasmKernels(): void {
   for (const config of ours) swap(config);
 }
 
+/** The BatchMatMul that OpenBLAS replaced (null: OpenBLAS is not in). */
+let beforeBlas: KernelConfig[] | null = null;
+
+/**
+ * Routes BatchMatMul (dense layers, the im2col convolution gradients) through OpenBLAS.
+ * Conv2D stays on XNNPACK: an im2col + OpenBLAS forward measured no faster on the U-Net,
+ * the JavaScript im2col costing what the product saved.
+ */
+export function installBlasGemm(blas: Extract<BlasProbe, { ok: true }>): void {
+  registerWasmKernels();
+  if (beforeBlas !== null) return;
+  const matMul = required(BatchMatMul);
+  beforeBlas = [matMul];
+  swap(blasBatchMatMulConfig(blas.sgemm, matMul));
+}
+
+/** Back to the wasm GEMM; a no-op when OpenBLAS is not in. */
+export function removeBlasGemm(): void {
+  if (beforeBlas === null) return;
+  for (const config of beforeBlas) swap(config);
+  beforeBlas = null;
+}
+
+export function blasGemmInstalled(): boolean {
+  return beforeBlas !== null;
+}
+
 /** Restores the wasm backend's own kernels (for comparisons); a no-op when ours are not in. */
 export function unregisterWasmKernels(): void {
+  removeBlasGemm();
   if (replaced === null) return;
   for (const [name, original] of replaced) {
     if (original === undefined) {

@@ -120,9 +120,7 @@ export async function trainNetwork(
 ): Promise<TrainCheckpoint> {
   const n = data.x.shape[0];
   const xShape = data.x.shape.slice(1);
-  const dim = sizeOf(xShape);
   const condShape = data.cond ? data.cond.shape.slice(1) : null;
-  const condDim = condShape ? sizeOf(condShape) : 0;
   if (data.cond && data.cond.shape[0] !== n)
     throw new RangeError(`${data.cond.shape[0]} conditioning rows for ${n} targets`);
   if (n === 0) throw new RangeError('no training data');
@@ -131,37 +129,20 @@ export async function trainNetwork(
   const losses = [...(resume?.losses ?? [])];
   const lossEvery = hooks.lossEvery ?? 50;
   const B = options.batchSize;
-  const xb = new Float32Array(B * dim);
-  const cb = condShape ? new Float32Array(B * condDim) : null;
-  const sb = new Float32Array(B);
-  const zb = new Float32Array(B * dim);
-  const broadcast = [B, ...xShape.map(() => 1)];
+  const draws = stepDraws(data, B);
   let [blockLoss, blockCount] = resume?.pendingLoss ?? [0, 0];
   try {
     for (let step = adam.step; step < options.steps; step++) {
       hooks.shouldStop?.();
-      const rng = Rng.derive(options.seed, ...options.streamPath, step);
-      for (let b = 0; b < B; b++) {
-        const i = rng.int(n);
-        xb.set(data.x.data.subarray(i * dim, (i + 1) * dim), b * dim);
-        if (cb && data.cond) cb.set(data.cond.data.subarray(i * condDim, (i + 1) * condDim), b * condDim);
-        sb[b] = options.schedule.sigma(sampleTime(rng, options.timeDistribution));
-      }
-      rng.fillNormal(zb);
-      const dropoutSeed = rng.nextUint32();
+      const dropoutSeed = drawStep(draws, data, options, step);
       const lr = learningRate(options, step);
       const loss = tf.tidy(() => {
+        const { xb, cb, sb, zb } = draws;
         const x = tf.tensor(xb, [B, ...xShape]);
         const sigma = tf.tensor1d(sb);
         const z = tf.tensor(zb, [B, ...xShape]);
         const cond = cb && condShape ? tf.tensor(cb, [B, ...condShape]) : null;
-        const weight = edmLossWeight(sigma);
-        const objective = () =>
-          tf.tidy(() => {
-            const xt = x.add(z.mul(sigma.reshape(broadcast)));
-            const denoised = network.denoise(xt, sigma, cond, { training: true, seed: dropoutSeed });
-            return denoised.sub(x).square().reshape([B, dim]).mean(1).mul(weight).mean() as tf.Scalar;
-          });
+        const objective = denoisingObjective(network, x, z, sigma, cond, dropoutSeed);
         const { value, grads } = tf.variableGrads(objective, [...variables.values()]);
         const lossValue = value.dataSync()[0];
         if (!Number.isFinite(lossValue)) throw new NonFiniteLossError(step, lossValue);
@@ -195,7 +176,68 @@ export async function trainNetwork(
   }
 }
 
-function learningRate(options: TrainOptions, step: number): number {
+/** The weighted denoising loss of one minibatch, as a function for `tf.variableGrads`. */
+export function denoisingObjective(
+  network: DenoisingNetwork,
+  x: tf.Tensor,
+  z: tf.Tensor,
+  sigma: tf.Tensor1D,
+  cond: tf.Tensor | null,
+  dropoutSeed: number,
+): () => tf.Scalar {
+  const B = x.shape[0];
+  const dim = sizeOf(x.shape.slice(1));
+  const broadcast = [B, ...x.shape.slice(1).map(() => 1)];
+  const weight = edmLossWeight(sigma);
+  return () =>
+    tf.tidy(() => {
+      const xt = x.add(z.mul(sigma.reshape(broadcast)));
+      const denoised = network.denoise(xt, sigma, cond, { training: true, seed: dropoutSeed });
+      return denoised.sub(x).square().reshape([B, dim]).mean(1).mul(weight).mean() as tf.Scalar;
+    });
+}
+
+/** One step's minibatch: targets, conditioning, noise levels and noise, as flat rows. */
+export interface StepDraws {
+  xb: Float32Array;
+  cb: Float32Array | null;
+  sb: Float32Array;
+  zb: Float32Array;
+}
+
+export function stepDraws(data: TrainingData, batchSize: number): StepDraws {
+  const dim = sizeOf(data.x.shape.slice(1));
+  const condDim = data.cond ? sizeOf(data.cond.shape.slice(1)) : 0;
+  return {
+    xb: new Float32Array(batchSize * dim),
+    cb: data.cond ? new Float32Array(batchSize * condDim) : null,
+    sb: new Float32Array(batchSize),
+    zb: new Float32Array(batchSize * dim),
+  };
+}
+
+/**
+ * Fills `draws` with step `step`'s minibatch from its own stream (rows with replacement, t,
+ * z) and returns the step's dropout seed. Every data-parallel shard draws the whole batch
+ * and keeps its rows, so the numbers do not depend on how the batch is split.
+ */
+export function drawStep(draws: StepDraws, data: TrainingData, options: TrainOptions, step: number): number {
+  const n = data.x.shape[0];
+  const B = draws.sb.length;
+  const dim = draws.xb.length / B;
+  const condDim = draws.cb ? draws.cb.length / B : 0;
+  const rng = Rng.derive(options.seed, ...options.streamPath, step);
+  for (let b = 0; b < B; b++) {
+    const i = rng.int(n);
+    draws.xb.set(data.x.data.subarray(i * dim, (i + 1) * dim), b * dim);
+    if (draws.cb && data.cond) draws.cb.set(data.cond.data.subarray(i * condDim, (i + 1) * condDim), b * condDim);
+    draws.sb[b] = options.schedule.sigma(sampleTime(rng, options.timeDistribution));
+  }
+  rng.fillNormal(draws.zb);
+  return rng.nextUint32();
+}
+
+export function learningRate(options: TrainOptions, step: number): number {
   const base = options.optimizer.lr;
   if (options.lrSchedule === 'constant') return base;
   const progress = step / Math.max(1, options.steps);

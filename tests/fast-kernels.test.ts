@@ -1,0 +1,103 @@
+/**
+ * The 'fast' kernels against the portable path they replace: the fused bias + LayerNorm +
+ * SiLU layer (forward and every gradient) against the composite tfjs ops on the same
+ * backend, and the OpenBLAS BatchMatMul against tfjs's pure-JS cpu backend, for every
+ * transpose combination and a batched product.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import * as tf from '../models/tf.js';
+import { blasGemmInstalled, initBackend } from '../models/backend.js';
+import { MlpNetwork, initMlpParams, type MlpConfig } from '../models/denoisers/mlp.js';
+import { loadOpenBlas } from '../models/kernels/blas.js';
+import { fusedLayersEnabled } from '../models/kernels/layer-norm-silu.js';
+import { Rng } from '../models/rng.js';
+
+function maxRelativeError(expected: Float32Array, actual: Float32Array): number {
+  assert.equal(actual.length, expected.length);
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < expected.length; i++) {
+    scale = Math.max(scale, Math.abs(expected[i]));
+    diff = Math.max(diff, Math.abs(expected[i] - actual[i]));
+  }
+  return diff / Math.max(scale, 1e-30);
+}
+
+test('the fused layer gives the composite ops’ output and gradients', async () => {
+  const config: MlpConfig = { dim: 5, condDim: 12, hidden: [48, 33], embedDim: 16 };
+  const params = initMlpParams(config, Rng.derive(3, 'fused'));
+  // Non-trivial LayerNorm affine parameters, so their gradients are exercised.
+  const rng = Rng.derive(3, 'affine');
+  for (const [name, p] of Object.entries(params)) {
+    if (name.includes('.norm.')) for (let i = 0; i < p.data.length; i++) p.data[i] += 0.3 * rng.normal();
+  }
+  const n = 24;
+  const data = Rng.derive(3, 'data');
+  const x = data.fillNormal(new Float32Array(n * 5));
+  const cond = data.fillNormal(new Float32Array(n * 12));
+  const sigma = new Float32Array(n).map(() => Math.exp(data.uniform() * 6 - 4));
+
+  const run = async (kernels: 'portable' | 'fast') => {
+    await initBackend({ backend: 'wasm', kernels });
+    assert.equal(fusedLayersEnabled(), kernels === 'fast');
+    const network = MlpNetwork.fromParams(config, params, true);
+    const variables = Object.values(network.weights) as tf.Variable[];
+    const xt = tf.tensor2d(x, [n, 5]);
+    const s = tf.tensor1d(sigma);
+    const c = tf.tensor2d(cond, [n, 12]);
+    const { value, grads } = tf.variableGrads(
+      () => network.denoise(xt, s, c).sub(xt).square().mean() as tf.Scalar,
+      variables,
+    );
+    const out = new Map<string, Float32Array>([['loss', value.dataSync() as Float32Array]]);
+    out.set(
+      'denoised',
+      tf.tidy(() => network.denoise(xt, s, c).dataSync() as Float32Array),
+    );
+    for (const v of variables) out.set(v.name.split('#')[0], grads[v.name].dataSync() as Float32Array);
+    tf.dispose([value, xt, s, c, ...Object.values(grads)]);
+    network.dispose();
+    return out;
+  };
+  const portable = await run('portable');
+  const fast = await run('fast');
+  await initBackend({ backend: 'wasm', kernels: 'portable' });
+  assert.equal(fast.size, portable.size);
+  for (const [name, expected] of portable) {
+    const error = maxRelativeError(expected, fast.get(name)!);
+    assert.ok(error < 2e-5, `${name}: relative error ${error}`);
+  }
+});
+
+test('OpenBLAS BatchMatMul agrees with the cpu backend', async (t) => {
+  const blas = await loadOpenBlas();
+  if (!blas.ok) {
+    t.skip(blas.reason);
+    return;
+  }
+  const cases: Array<[number[], number[], boolean, boolean]> = [
+    [[37, 19], [19, 23], false, false],
+    [[19, 37], [19, 23], true, false],
+    [[37, 19], [23, 19], false, true],
+    [[19, 37], [23, 19], true, true],
+    [[3, 7, 5], [3, 5, 4], false, false],
+    [[3, 5, 7], [1, 4, 5], true, true],
+  ];
+  const rng = Rng.derive(5, 'gemm');
+  for (const [shapeA, shapeB, ta, tb] of cases) {
+    const a = rng.fillNormal(new Float32Array(shapeA.reduce((p, q) => p * q, 1)));
+    const b = rng.fillNormal(new Float32Array(shapeB.reduce((p, q) => p * q, 1)));
+    const product = () =>
+      tf.tidy(() => tf.matMul(tf.tensor(a, shapeA), tf.tensor(b, shapeB), ta, tb).dataSync() as Float32Array);
+    await tf.setBackend('cpu');
+    const expected = product();
+    await initBackend({ backend: 'wasm', gemm: 'openblas' });
+    assert.ok(blasGemmInstalled());
+    const actual = product();
+    await initBackend({ backend: 'wasm', gemm: 'wasm' });
+    const error = maxRelativeError(expected, actual);
+    assert.ok(error < 1e-5, `[${shapeA}]${ta ? 'ᵀ' : ''} · [${shapeB}]${tb ? 'ᵀ' : ''}: relative error ${error}`);
+  }
+});
