@@ -13,11 +13,11 @@ import type {
   FigureOutput,
   InitializeInput,
   InitializeOutput,
+  Metrics,
   PosteriorSampleInput,
   PosteriorSampleOutput,
   PreparedData,
   SamplePriorInput,
-  SamplePriorOutput,
   ShardPlan,
   StepInput,
   TrainInput,
@@ -40,7 +40,8 @@ export interface Domain {
   train(input: TrainInput, role: TrainingRole): Promise<Untimed<TrainOutput>>;
   posteriorSample(input: PosteriorSampleInput): Promise<Untimed<PosteriorSampleOutput>>;
   evaluate(input: EvaluateInput): Promise<Untimed<EvaluateOutput>>;
-  samplePrior(input: SamplePriorInput): Promise<Untimed<SamplePriorOutput>>;
+  /** The metrics of the final prior's samples (`drawPrior`), from stream `metrics/prior`. */
+  priorMetrics(store: ArtifactStore, x: NDArray, input: SamplePriorInput, rng: Rng): Promise<Metrics>;
   renderFigures(input: FigureInput): Promise<Untimed<FigureOutput>>;
 
   /**

@@ -9,7 +9,10 @@ import { storeFor } from '../store/open.js';
 import { isImageConfig, type CampaignConfig } from '../workflows/config.js';
 import { campaignKeys } from '../workflows/keys.js';
 import type { CampaignActivities } from '../workflows/types.js';
+import { Rng } from '../models/rng.js';
+import { putTensors } from '../store/tensors.js';
 import { timedActivity } from './activity.js';
+import { activityContext, stepReporter } from './context.js';
 import { mStepIsConditional, type Domain } from './domain.js';
 import { imageDomain } from './images/domain.js';
 import { vectorDomain } from './vector/domain.js';
@@ -31,7 +34,22 @@ export function createActivities(): CampaignActivities {
     posteriorSample: timedActivity((input) => domainOf(input.config).posteriorSample(input)),
     evaluate: timedActivity((input) => domainOf(input.config).evaluate(input)),
     trainPrior: timedActivity((input) => domainOf(input.config).train(input, { role: 'prior', conditional: false })),
-    samplePrior: timedActivity((input) => domainOf(input.config).samplePrior(input)),
+    samplePrior: timedActivity(async (input) => {
+      // The final prior's samples by the deterministic Heun sampler (stream `prior-sample`).
+      const domain = domainOf(input.config);
+      const store = storeFor(input.store);
+      const { seed } = input.config;
+      const x = await domain.drawPrior(
+        store,
+        input.model,
+        input.config.prior.samples,
+        Rng.derive(seed, 'prior-sample'),
+        stepReporter(activityContext()),
+      );
+      const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
+      const metrics = await domain.priorMetrics(store, x, input, Rng.derive(seed, 'metrics', 'prior'));
+      return { samples, metrics };
+    }),
     renderFigures: timedActivity((input) => domainOf(input.config).renderFigures(input)),
     recordLap: (input) =>
       asActivity(() =>

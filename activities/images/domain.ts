@@ -5,7 +5,7 @@ import { prepareImageData, shardImageDataset } from './data.js';
 import { evaluateImages } from './evaluate.js';
 import { initializeImageGaussian } from './gaussian.js';
 import { renderImageFigures } from './records.js';
-import { drawPosteriorImages, drawPriorImages, posteriorSampleImage, samplePriorImage } from './sample.js';
+import { drawPosteriorImages, drawPriorImages, posteriorSampleImage, priorMetricsImages } from './sample.js';
 import { observationsOf } from './common.js';
 import { concatOperators } from '../../models/channels/image-operators.js';
 import { repeatRows } from '../io.js';
@@ -19,7 +19,7 @@ export function imageDomain(config: ImageCampaignConfig): Domain {
     train: (input, role) => trainImageDenoiser(config, input, role),
     posteriorSample: (input) => posteriorSampleImage(config, input),
     evaluate: (input) => evaluateImages(config, input),
-    samplePrior: (input) => samplePriorImage(config, input),
+    priorMetrics: (store, x, input, rng) => priorMetricsImages(store, config, x, input, rng),
     renderFigures: (input) => renderImageFigures(config, input),
     images: true,
     drawPrior: (store, model, count, rng, onStep) => drawPriorImages(store, config, model, count, rng, onStep),

@@ -23,7 +23,7 @@ import type {
   PosteriorSampleInput,
   PosteriorSampleOutput,
   SamplePriorInput,
-  SamplePriorOutput,
+  Metrics,
 } from '../../workflows/types.js';
 import { activityContext, stepReporter } from '../context.js';
 import { BadInputError } from '../errors.js';
@@ -148,26 +148,17 @@ export async function drawPriorImages(
   return asImages(rows, imageShape(config));
 }
 
-export async function samplePriorImage(
+/** FID of the final prior's samples against the campaign's reference statistics. */
+export async function priorMetricsImages(
+  store: ArtifactStore,
   config: ImageCampaignConfig,
+  x: NDArray,
   input: SamplePriorInput,
-): Promise<Untimed<SamplePriorOutput>> {
-  const context = activityContext();
-  const store = storeFor(input.store);
-  const x = await drawPriorImages(
-    store,
-    config,
-    input.model,
-    config.prior.samples,
-    Rng.derive(config.seed, 'prior-sample'),
-    stepReporter(context),
-  );
-  const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
+  rng: Rng,
+): Promise<Metrics> {
   const truth = await readTruth(store, input.truth);
-  const fid = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));
-  const metrics: Record<string, number> = {};
-  if (Number.isFinite(fid)) metrics.fid = round(fid);
-  return { samples, metrics };
+  const fid = await fidOf(store, config, truth.fid, x, rng);
+  return Number.isFinite(fid) ? { fid: round(fid) } : {};
 }
 
 function round(x: number): number {

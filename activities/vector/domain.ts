@@ -6,7 +6,8 @@ import { observationsOfFile, prepareVectorData, shardVectorDataset, simulateObse
 import { evaluateVector } from './evaluate.js';
 import { renderVectorFigures } from './figures.js';
 import { initializeVectorGaussian } from './gaussian.js';
-import { drawPosteriorVector, drawPriorVector, posteriorSampleVector, samplePriorVector } from './sample.js';
+import { drawPosteriorVector, drawPriorVector, posteriorSampleVector } from './sample.js';
+import { manifoldMetrics } from './evaluate.js';
 import { trainVectorDenoiser } from './train.js';
 
 export function vectorDomain(config: VectorCampaignConfig): Domain {
@@ -17,7 +18,7 @@ export function vectorDomain(config: VectorCampaignConfig): Domain {
     train: (input, role) => trainVectorDenoiser(config, input, role),
     posteriorSample: (input) => posteriorSampleVector(config, input),
     evaluate: (input) => evaluateVector(config, input),
-    samplePrior: (input) => samplePriorVector(config, input),
+    priorMetrics: (store, x, input, rng) => manifoldMetrics(store, config, x, input.clean, input.truth, rng),
     renderFigures: (input) => renderVectorFigures(config, input),
     images: false,
     simulateObservations: (part, count) => simulateObservations(config, part, count),

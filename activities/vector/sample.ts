@@ -19,19 +19,12 @@ import { storeFor } from '../../store/open.js';
 import { putTensors } from '../../store/tensors.js';
 import type { VectorCampaignConfig } from '../../workflows/config.js';
 import { campaignKeys } from '../../workflows/keys.js';
-import type {
-  ArtifactRef,
-  PosteriorSampleInput,
-  PosteriorSampleOutput,
-  SamplePriorInput,
-  SamplePriorOutput,
-} from '../../workflows/types.js';
+import type { ArtifactRef, PosteriorSampleInput, PosteriorSampleOutput } from '../../workflows/types.js';
 import type { Untimed } from '../activity.js';
 import { activityContext, stepReporter } from '../context.js';
 import { mStepIsConditional } from '../domain.js';
 import { BadInputError } from '../errors.js';
 import { channelOf, loadShard } from './data.js';
-import { manifoldMetrics } from './evaluate.js';
 import { mmpsPosteriorSample } from './mmps.js';
 import { networkConfig } from './train.js';
 
@@ -143,30 +136,4 @@ export async function posteriorSampleVector(
     { lap: String(lap), shard: String(shard.index), method: config.method },
   );
   return { samples, evaluations: rows * passes };
-}
-
-export async function samplePriorVector(
-  config: VectorCampaignConfig,
-  input: SamplePriorInput,
-): Promise<Untimed<SamplePriorOutput>> {
-  const context = activityContext();
-  const store = storeFor(input.store);
-  const x = await drawPriorVector(
-    store,
-    config,
-    input.model,
-    config.prior.samples,
-    Rng.derive(config.seed, 'prior-sample'),
-    stepReporter(context),
-  );
-  const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
-  const metrics = await manifoldMetrics(
-    store,
-    config,
-    x,
-    input.clean,
-    input.truth,
-    Rng.derive(config.seed, 'metrics', 'prior'),
-  );
-  return { samples, metrics };
 }
