@@ -8,10 +8,20 @@
  * record or the new one, never a mix.
  */
 import { hostname } from 'node:os';
-import { getJson, putJson, sha256Hex, type ArtifactStore } from '../store/store.js';
+import { putJson, sha256Hex, type ArtifactStore } from '../store/store.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import { campaignKeys } from '../workflows/keys.js';
 import type { CampaignSummary, LapRecord } from '../workflows/types.js';
+import {
+  getRecord,
+  lapRecordSchema,
+  manifestSchema,
+  runningStepSchema,
+  statusSchema,
+  stepRecordSchema,
+  summarySchema,
+} from './record-schemas.js';
+import type { z } from 'zod';
 
 export interface CampaignManifest {
   campaignId: string;
@@ -92,8 +102,8 @@ export function inputDigest(input: object): string {
   return sha256Hex(new TextEncoder().encode(canonicalJson(rest)));
 }
 
-async function readOptional<T>(store: ArtifactStore, key: string): Promise<T | null> {
-  return (await store.exists(key)) ? getJson<T>(store, key) : null;
+async function readOptional<T>(store: ArtifactStore, key: string, schema: z.ZodType): Promise<T | null> {
+  return (await store.exists(key)) ? getRecord<T>(store, key, schema) : null;
 }
 
 /** Creates the campaign's manifest, or checks that an existing one has the same config. */
@@ -106,7 +116,7 @@ export async function openCampaign(
   validateCampaignId(campaignId);
   const key = campaignKeys.manifest(campaignId);
   const digest = inputDigest({ config });
-  const existing = await readOptional<CampaignManifest>(store, key);
+  const existing = await readOptional<CampaignManifest>(store, key, manifestSchema);
   if (existing) {
     if (existing.configDigest !== digest) {
       throw new Error(
@@ -128,7 +138,7 @@ export async function openCampaign(
 }
 
 export function readManifest(store: ArtifactStore, campaignId: string): Promise<CampaignManifest | null> {
-  return readOptional(store, campaignKeys.manifest(campaignId));
+  return readOptional(store, campaignKeys.manifest(campaignId), manifestSchema);
 }
 
 export async function requireCampaign(store: ArtifactStore, campaignId: string): Promise<CampaignManifest> {
@@ -138,7 +148,7 @@ export async function requireCampaign(store: ArtifactStore, campaignId: string):
 }
 
 export function readStatus(store: ArtifactStore, campaignId: string): Promise<CampaignStatus | null> {
-  return readOptional(store, campaignKeys.status(campaignId));
+  return readOptional(store, campaignKeys.status(campaignId), statusSchema);
 }
 
 export async function writeStatus(
@@ -150,21 +160,21 @@ export async function writeStatus(
 }
 
 export function readSummary(store: ArtifactStore, campaignId: string): Promise<CampaignSummary | null> {
-  return readOptional(store, campaignKeys.summary(campaignId));
+  return readOptional(store, campaignKeys.summary(campaignId), summarySchema);
 }
 
 export function readRunningStep(store: ArtifactStore, campaignId: string): Promise<RunningStep | null> {
-  return readOptional(store, campaignKeys.progress(campaignId));
+  return readOptional(store, campaignKeys.progress(campaignId), runningStepSchema);
 }
 
 export async function readLapRecords(store: ArtifactStore, campaignId: string): Promise<LapRecord[]> {
   const keys = (await store.list(campaignKeys.lapRecordsPrefix(campaignId))).filter((k) => k.endsWith('.json'));
-  const records = await Promise.all(keys.map((k) => getJson<LapRecord>(store, k)));
+  const records = await Promise.all(keys.map((k) => getRecord<LapRecord>(store, k, lapRecordSchema)));
   return records.sort((a, b) => a.lap - b.lap);
 }
 
 export function readStep(store: ArtifactStore, campaignId: string, step: string): Promise<StepRecord | null> {
-  return readOptional(store, campaignKeys.step(campaignId, step));
+  return readOptional(store, campaignKeys.step(campaignId, step), stepRecordSchema);
 }
 
 export async function writeStep(store: ArtifactStore, campaignId: string, record: StepRecord): Promise<void> {
@@ -173,7 +183,9 @@ export async function writeStep(store: ArtifactStore, campaignId: string, record
 
 export async function listSteps(store: ArtifactStore, campaignId: string): Promise<StepRecord[]> {
   const keys = await store.list(campaignKeys.stepsPrefix(campaignId));
-  return Promise.all(keys.filter((k) => k.endsWith('.json')).map((k) => getJson<StepRecord>(store, k)));
+  return Promise.all(
+    keys.filter((k) => k.endsWith('.json')).map((k) => getRecord<StepRecord>(store, k, stepRecordSchema)),
+  );
 }
 
 /**
