@@ -77,9 +77,9 @@ export interface StepRecord {
 const CAMPAIGN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function validateCampaignId(id: string): string {
-  if (!CAMPAIGN_ID.test(id)) {
+  if (typeof id !== 'string' || !CAMPAIGN_ID.test(id)) {
     throw new Error(
-      `campaign id '${id}' is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+      `campaign id ${JSON.stringify(id.length > 140 ? `${id.slice(0, 140)}…` : id)} is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
     );
   }
   return id;
@@ -137,7 +137,8 @@ export async function openCampaign(
   return manifest;
 }
 
-export function readManifest(store: ArtifactStore, campaignId: string): Promise<CampaignManifest | null> {
+export async function readManifest(store: ArtifactStore, campaignId: string): Promise<CampaignManifest | null> {
+  validateCampaignId(campaignId);
   return readOptional(store, campaignKeys.manifest(campaignId), manifestSchema);
 }
 

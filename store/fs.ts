@@ -13,7 +13,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -77,6 +77,24 @@ function crashesWhileWriting(key: string): boolean {
   return Boolean(suffix) && key.endsWith(suffix as string);
 }
 
+/**
+ * A key whose path inside the store passes through a symbolic link. The store's directory
+ * is trusted; anything under it is data, and a link planted there (by an archive, another
+ * user, a mistake) must not let a key read or write outside the store.
+ */
+export class StoreSymlinkError extends Error {
+  readonly type = 'StoreSymlink' as const;
+  override readonly name = 'StoreSymlinkError';
+  readonly nonRetryable = true;
+  constructor(
+    readonly key: string,
+    readonly store: string,
+    readonly link: string,
+  ) {
+    super(`refusing '${key}' in ${store}: ${link} is a symbolic link, and the store never follows links`);
+  }
+}
+
 export class FsArtifactStore implements ArtifactStore {
   readonly root: string;
   readonly uri: string;
@@ -91,13 +109,35 @@ export class FsArtifactStore implements ArtifactStore {
     return path.join(this.root, ...validateKey(key).split('/'));
   }
 
+  /**
+   * `pathOf(key)` after checking that no directory or file on the way from the root is a
+   * symbolic link. A link swapped in between this check and the I/O is not caught; the
+   * check stops links that are already there, which is how a store gets them.
+   */
+  private async confinedPath(key: string): Promise<string> {
+    const target = this.pathOf(key);
+    let at = this.root;
+    for (const segment of key.split('/')) {
+      at = path.join(at, segment);
+      let isLink: boolean;
+      try {
+        isLink = (await lstat(at)).isSymbolicLink();
+      } catch (err) {
+        if (isMissing(err)) return target;
+        throw err;
+      }
+      if (isLink) throw new StoreSymlinkError(key, this.uri, path.relative(this.root, at));
+    }
+    return target;
+  }
+
   private failure(op: string, key: string, err: unknown): Error {
     const reason = err instanceof Error ? err.message : String(err);
     return new Error(`${op} '${key}' in ${this.uri} failed: ${reason}`, { cause: err });
   }
 
   async put(key: string, body: Uint8Array): Promise<ArtifactRef> {
-    const target = this.pathOf(key);
+    const target = await this.confinedPath(key);
     const dir = path.dirname(target);
     const ref = refOf(key, body);
     // Bounded length so a long final segment still leaves room under NAME_MAX.
@@ -135,7 +175,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async get(key: string): Promise<Uint8Array> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     try {
       const buf = await readFile(file);
       return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -150,7 +190,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async head(key: string): Promise<ArtifactRef | null> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     let handle;
     try {
       handle = await open(file, 'r');
@@ -176,7 +216,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async exists(key: string): Promise<boolean> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     try {
       return (await stat(file)).isFile();
     } catch (err) {
@@ -202,7 +242,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async delete(key: string): Promise<void> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     try {
       await unlink(file);
     } catch (err) {
