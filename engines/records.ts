@@ -9,6 +9,7 @@
  */
 import { hostname } from 'node:os';
 import { putJson, sha256Hex, type ArtifactStore } from '../store/store.js';
+import { redactSecrets } from '../store/secrets.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import { campaignKeys } from '../workflows/keys.js';
 import type { CampaignSummary, LapRecord } from '../workflows/types.js';
@@ -157,7 +158,8 @@ export async function writeStatus(
   campaignId: string,
   status: Omit<CampaignStatus, 'updatedAt'>,
 ): Promise<void> {
-  await putJson(store, campaignKeys.status(campaignId), { ...status, updatedAt: new Date().toISOString() });
+  const error = status.error === undefined ? undefined : redactSecrets(status.error);
+  await putJson(store, campaignKeys.status(campaignId), { ...status, error, updatedAt: new Date().toISOString() });
 }
 
 export function readSummary(store: ArtifactStore, campaignId: string): Promise<CampaignSummary | null> {
@@ -179,7 +181,10 @@ export function readStep(store: ArtifactStore, campaignId: string, step: string)
 }
 
 export async function writeStep(store: ArtifactStore, campaignId: string, record: StepRecord): Promise<void> {
-  await putJson(store, campaignKeys.step(campaignId, record.step), record);
+  const executions = record.executions.map((e) =>
+    e.error === undefined ? e : { ...e, error: redactSecrets(e.error) },
+  );
+  await putJson(store, campaignKeys.step(campaignId, record.step), { ...record, executions });
 }
 
 export async function listSteps(store: ArtifactStore, campaignId: string): Promise<StepRecord[]> {

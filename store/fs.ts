@@ -72,10 +72,32 @@ async function fsyncDir(dir: string): Promise<void> {
  * first write of a key ending in SUFFIX stops half-way and the process SIGKILLs itself,
  * so a test can crash a real campaign at the worst moment of a write, deterministically.
  */
-function crashesWhileWriting(key: string): boolean {
+function crashesWhileWriting(key: string, put: number): boolean {
   const suffix = process.env.DIFFEM_CRASH_WRITING;
-  return Boolean(suffix) && key.endsWith(suffix as string);
+  return (Boolean(suffix) && key.endsWith(suffix as string)) || put === Number(process.env.DIFFEM_CRASH_AT_PUT);
 }
+
+/**
+ * Fault injection for full-disk tests: with DIFFEM_FAULT_ENOSPC_AFTER=N set, every put after
+ * the first N of this process fails as a full disk does, after the temporary file was created.
+ * DIFFEM_CRASH_AT_PUT=N crashes the process (as DIFFEM_CRASH_WRITING) half-way through its
+ * Nth put, so the soak can kill a campaign inside any write.
+ */
+function diskFull(put: number): boolean {
+  const after = process.env.DIFFEM_FAULT_ENOSPC_AFTER;
+  return after !== undefined && after !== '' && put > Number(after);
+}
+
+function enospc(file: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), {
+    code: 'ENOSPC',
+    errno: -28,
+    syscall: 'write',
+  });
+}
+
+/** Puts started by this process, counted for the fault hooks. */
+let putsStarted = 0;
 
 /**
  * A key whose path inside the store passes through a symbolic link. The store's directory
@@ -148,8 +170,10 @@ export class FsArtifactStore implements ArtifactStore {
       created = await mkdir(dir, { recursive: true });
       const handle = await open(temp, 'wx', 0o644);
       tempWritten = true;
+      const put = ++putsStarted;
       try {
-        if (crashesWhileWriting(key)) {
+        if (diskFull(put)) throw enospc(temp);
+        if (crashesWhileWriting(key, put)) {
           await handle.writeFile(body.subarray(0, body.length >> 1));
           await handle.sync();
           process.kill(process.pid, 'SIGKILL');
