@@ -194,6 +194,25 @@ export async function listSteps(store: ArtifactStore, campaignId: string): Promi
   );
 }
 
+/** Another live process runs the campaign. */
+export class CampaignBusyError extends Error {
+  readonly type = 'CampaignBusy' as const;
+  override readonly name = 'CampaignBusyError';
+  constructor(
+    readonly campaignId: string,
+    readonly pid: number,
+  ) {
+    super(`campaign '${campaignId}' is being run by process ${pid} on this machine; wait for it or stop it first`);
+  }
+}
+
+/**
+ * How long a new owner waits before reading its claim back. Two processes that both found the
+ * campaign free both write their claim; the store keeps the later one, and the earlier writer,
+ * reading back after a racing writer's read-then-write has had time to land, steps back.
+ */
+const CLAIM_SETTLE_MS = 500;
+
 /**
  * The lock of a running campaign: its status names the process and host that run it. A second
  * live process on this host is refused; a status left by a process that is gone (it crashed)
@@ -208,13 +227,14 @@ export async function acquireCampaign(store: ArtifactStore, campaignId: string):
     } catch {
       alive = false;
     }
-    if (alive) {
-      throw new Error(
-        `campaign '${campaignId}' is being run by process ${status.pid} on this machine; wait for it or stop it first`,
-      );
-    }
+    if (alive) throw new CampaignBusyError(campaignId, status.pid);
   }
   await writeStatus(store, campaignId, { status: 'running', pid: process.pid, host: hostname() });
+  await new Promise((resolve) => setTimeout(resolve, CLAIM_SETTLE_MS));
+  const claim = await readStatus(store, campaignId);
+  if (claim?.pid && (claim.pid !== process.pid || claim.host !== hostname())) {
+    throw new CampaignBusyError(campaignId, claim.pid);
+  }
 }
 
 /**
