@@ -13,7 +13,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -171,6 +171,8 @@ export class FsArtifactStore implements ArtifactStore {
       const handle = await open(temp, 'wx', 0o644);
       tempWritten = true;
       const put = ++putsStarted;
+      // The soak reads which write a kill interrupted from this log (DIFFEM_PUT_LOG=FILE).
+      if (process.env.DIFFEM_PUT_LOG) await appendFile(process.env.DIFFEM_PUT_LOG, `${put} ${key}\n`);
       try {
         if (diskFull(put)) throw enospc(temp);
         if (crashesWhileWriting(key, put)) {
