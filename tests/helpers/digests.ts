@@ -1,9 +1,12 @@
 /**
  * Every artifact a finished campaign recorded, key to sha256: the lap records' artifacts (as
- * `diffem history --json` prints them) and the summary's refs. Two runs of one config that
+ * `diffem history --json` prints them) and the summary's refs (final model, prior, samples,
+ * figures). Two runs of one config that
  * agree here wrote the same bytes.
  */
 import { runCli } from './cli.js';
+import { openStore } from '../../store/open.js';
+import { readSummary } from '../../engines/records.js';
 
 export async function campaignDigests(
   store: string,
@@ -17,6 +20,13 @@ export async function campaignDigests(
   const status = await runCli(['status', id, '--store', store, '--json'], env);
   if (status.code !== 0 || !(JSON.parse(status.stdout) as { finished: boolean }).finished) {
     throw new Error(`campaign ${id} is not finished: ${status.stdout}${status.stderr}`);
+  }
+  const summary = await readSummary(openStore(store, { env: { ...process.env, ...env } }), id);
+  for (const value of Object.values(summary ?? {})) {
+    for (const ref of Array.isArray(value) ? value : [value]) {
+      const r = ref as { key?: unknown; sha256?: unknown } | null;
+      if (r && typeof r.key === 'string' && typeof r.sha256 === 'string') map.set(r.key, r.sha256);
+    }
   }
   return map;
 }
