@@ -18,6 +18,7 @@ import sharp from 'sharp';
 
 import { ConfigFileError, parseConfigText } from '../engines/config-file.js';
 import { ConfigError } from '../workflows/config.js';
+import { MAX_ARRAY_VALUES, MAX_LAYER_WIDTH } from '../engines/config-limits.js';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError } from '../models/safetensors.js';
 import { ndarray } from '../models/ndarray.js';
 import { initMlpParams, type MlpConfig } from '../models/denoisers/mlp.js';
@@ -132,6 +133,25 @@ describe('YAML configs', () => {
           ConfigError,
         ),
       ),
+      runs(300),
+    );
+  });
+
+  test('sizes whose arrays would not fit in memory are refused by field, before anything allocates', () => {
+    const size = fc.oneof(fc.integer({ min: 1, max: 4096 }), fc.constantFrom(2 ** 31, 1e12, 2 ** 53 - 1));
+    fc.assert(
+      fc.property(size, size, size, size, (count, dim, width, batch) => {
+        const text = TINY_CONFIG.replace(/^data:.*$/m, `data: { kind: manifold, dim: ${dim}, count: ${count} }`)
+          .replace(/^model:.*$/m, `model: { hidden: [${width}, 64], embedDim: 16 }`)
+          .replace(/^training:.*$/m, `training: { steps: 60, batchSize: ${batch}, checkpointEvery: 20 }`);
+        const fits = count * dim <= MAX_ARRAY_VALUES && batch * dim <= MAX_ARRAY_VALUES && width <= MAX_LAYER_WIDTH;
+        if (fits && dim * 512 <= MAX_ARRAY_VALUES) assert.equal(parseConfigText(text, 'fuzz.yaml').data.count, count);
+        else if (!fits)
+          assert.throws(
+            () => parseConfigText(text, 'fuzz.yaml'),
+            /data\.count|training\.batchSize|model\.hidden\.0|prior\.samples/,
+          );
+      }),
       runs(300),
     );
   });
