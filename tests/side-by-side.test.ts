@@ -14,6 +14,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 
+import { spawn } from 'node:child_process';
 import { runCli, startCli, type CliResult } from './helpers/cli.js';
 import { campaignDigests, withoutId } from './helpers/digests.js';
 
@@ -151,4 +152,34 @@ test('readers SIGKILLed at seeded moments mid-read change nothing in the store',
     { seed: 21, numRuns: 8 },
   );
   assert.equal(await snapshot(store), before);
+});
+
+test('processes claiming one campaign at the same instant: exactly one wins, the others are refused by name', async () => {
+  const records = new URL('../engines/records.js', import.meta.url).href;
+  const fsStore = new URL('../store/fs.js', import.meta.url).href;
+  const lockStore = path.join(dir, 'lock-store');
+  // Each claimant holds its claim for a while after winning, as a running campaign would.
+  const script = `
+    const { acquireCampaign } = await import(${JSON.stringify(records)});
+    const { FsArtifactStore } = await import(${JSON.stringify(fsStore)});
+    try {
+      await acquireCampaign(new FsArtifactStore(${JSON.stringify(lockStore)}), 'x');
+      console.log('won');
+      await new Promise((r) => setTimeout(r, 3000));
+    } catch (error) {
+      console.log(error.name + ': ' + error.message);
+    }`;
+  const claimants = Array.from({ length: 3 }, () => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    return new Promise<string>((resolve) => child.on('close', () => resolve(out.trim())));
+  });
+  const outcomes = await Promise.all(claimants);
+  assert.equal(outcomes.filter((o) => o === 'won').length, 1, outcomes.join('\n'));
+  for (const o of outcomes.filter((o) => o !== 'won')) {
+    assert.match(o, /^CampaignBusyError: campaign 'x' is being run by process \d+ on this machine/);
+  }
 });
