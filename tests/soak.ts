@@ -66,7 +66,7 @@ async function lastPut(log: string): Promise<string> {
   if (!existsSync(log)) return 'before any write';
   const lines = (await readFile(log, 'utf8')).trim().split('\n');
   const [n, key] = (lines.at(-1) ?? '').split(' ');
-  return key ? `in put ${n}: ${key}` : 'before any write';
+  return key ? `last write started: #${n} ${key}` : 'before any write';
 }
 
 async function soakBackend(backend: Backend, rng: Rng): Promise<Tally> {

@@ -21,7 +21,13 @@ export async function campaignDigests(
   if (status.code !== 0 || !(JSON.parse(status.stdout) as { finished: boolean }).finished) {
     throw new Error(`campaign ${id} is not finished: ${status.stdout}${status.stderr}`);
   }
-  const summary = await readSummary(openStore(store, { env: { ...process.env, ...env } }), id);
+  const merged = { ...process.env, ...env };
+  // The SDK's default chain reads process.env; the child's credentials are passed explicitly.
+  const credentials =
+    merged.AWS_ACCESS_KEY_ID && merged.AWS_SECRET_ACCESS_KEY
+      ? { accessKeyId: merged.AWS_ACCESS_KEY_ID, secretAccessKey: merged.AWS_SECRET_ACCESS_KEY }
+      : undefined;
+  const summary = await readSummary(openStore(store, { env: merged, credentials }), id);
   for (const value of Object.values(summary ?? {})) {
     for (const ref of Array.isArray(value) ? value : [value]) {
       const r = ref as { key?: unknown; sha256?: unknown } | null;
