@@ -107,7 +107,7 @@ async function soakBackend(backend: Backend, rng: Rng): Promise<Tally> {
         env.DIFFEM_CRASH_AT_PUT = String(k);
         moment = `half-way through write ${k}`;
       } else {
-        delayMs = Math.round(trial.uniform() * 0.95 * seconds * 1000);
+        delayMs = Math.round(trial.uniform() * 0.8 * seconds * 1000);
         moment = `at ${(delayMs / 1000).toFixed(2)} s`;
       }
       const { child, done } = startCli(['run', CONFIG, '--store', store, '--id', 't'], env);
@@ -122,14 +122,17 @@ async function soakBackend(backend: Backend, rng: Rng): Promise<Tally> {
       }
       tally.kills++;
       const where = backend.writeHooks ? await lastPut(log) : '';
-      const resumed = await runCli(['resume', 't', '--store', store], backend.env);
+      let resumed = await runCli(['resume', 't', '--store', store], backend.env);
+      // Killed before the manifest was written, the campaign does not exist yet: `run` again is the recovery.
+      const before = /no campaign 't'/.test(resumed.stderr);
+      if (before) resumed = await runCli(['run', CONFIG, '--store', store, '--id', 't'], backend.env);
       let verdict: string;
       if (resumed.code !== 0) verdict = `resume FAILED: ${resumed.stderr.trim().split('\n').at(-1)}`;
       else {
         tally.resumed++;
         const identical = same(await campaignDigests(store, 't', backend.env), expected);
         if (identical) tally.identical++;
-        verdict = identical ? 'resumed, identical' : 'resumed, DIGESTS DIFFER';
+        verdict = `${before ? 'killed before the campaign existed, run again' : 'resumed'}, ${identical ? 'identical' : 'DIGESTS DIFFER'}`;
       }
       console.log(
         `[${backend.name}] kill ${tally.kills}: SIGKILL ${moment}${where ? ` (${where})` : ''} -> ${verdict}`,
