@@ -8,7 +8,6 @@
  * Writes `campaigns/ID/comparison.json` and the report `campaigns/ID/report.html`.
  * Re-running resumes: finished steps of either campaign are not run again.
  */
-import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { storeFor } from '../store/open.js';
 import { putJson } from '../store/store.js';
@@ -27,6 +26,7 @@ import {
   type ComparisonRun,
 } from './report-data.js';
 import { writeReport } from './report.js';
+import { writeOutFile } from './out-file.js';
 
 export const COMPARE_USAGE = 'diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]';
 
@@ -134,7 +134,7 @@ export async function compareCommand(args: string[]): Promise<void> {
   );
   const record = await runComparison({ store: values.store, id, config, progress: () => new ConsoleProgress() });
   const { html, ref } = await writeReport(storeFor(values.store), id);
-  if (values.out) await writeFile(values.out, html);
+  if (values.out) await writeOutFile(values.out, html);
   const lines = record.runs.map((run) => {
     const last = run.laps[run.laps.length - 1];
     const evaluations = run.final?.cumulativeEvaluations ?? last?.cumulativeEvaluations ?? 0;

@@ -12,7 +12,8 @@
  */
 import { parseArgs } from 'node:util';
 import { storeFor } from '../store/open.js';
-import { runLocalCampaign } from '../engines/local/engine.js';
+import { redactSecrets } from '../store/secrets.js';
+import { CampaignStoppedError, runLocalCampaign } from '../engines/local/engine.js';
 import { readManifest, readRunningStep, readStatus, readSummary, requireCampaign } from '../engines/records.js';
 import { ConsoleProgress, formatMetrics } from '../engines/local/progress.js';
 import type { CampaignConfig } from '../workflows/config.js';
@@ -70,7 +71,9 @@ async function runLocal(store: string, campaignId: string, config: CampaignConfi
   process.stderr.write(
     `diffem: campaign '${campaignId}' (${config.method}, seed ${config.seed}, ${config.em.laps} laps) in ${storeFor(store).uri}\n`,
   );
-  const summary = await runLocalCampaign({ store, campaignId, config, progress });
+  const summary = await withStopSignals(store, campaignId, (stop) =>
+    runLocalCampaign({ store, campaignId, config, progress, stop }),
+  );
   process.stdout.write(
     `campaign ${campaignId} finished: ${summary.laps} laps\n` +
       `  final reconstructions: ${formatMetrics(summary.lastMetrics)}\n` +
@@ -78,6 +81,50 @@ async function runLocal(store: string, campaignId: string, config: CampaignConfi
       summary.figures.map((f) => `  figure: ${f.key}\n`).join('') +
       `  history: diffem history ${campaignId} --store ${store}\n`,
   );
+}
+
+/**
+ * SIGTERM or Ctrl-C stops the campaign the orderly way: the running steps are cancelled at
+ * their next checkpoint, the writes under way complete, the status says where it stopped,
+ * and the process exits non-zero (130 for SIGINT, 143 for SIGTERM). A second signal exits at
+ * once, which is still safe: every store write is atomic and the journal resumes from there.
+ * A full disk gets a hint, since `resume` continues once there is space.
+ */
+async function withStopSignals<T>(
+  store: string,
+  campaignId: string,
+  run: (stop: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(codes[signal]);
+    process.stderr.write(`\ndiffem: ${signal}: stopping after the current write (${signal} again to quit now)\n`);
+    controller.abort(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await run(controller.signal);
+  } catch (error) {
+    const resume = `diffem resume ${campaignId} --store ${store}`;
+    if (error instanceof CampaignStoppedError) {
+      process.exitCode = codes[error.reason] ?? 1;
+      throw new Error(`campaign '${campaignId}' ${error.message}; continue with: ${resume}`, { cause: error });
+    }
+    if (error instanceof Error && /\bENOSPC\b/.test(error.message)) {
+      throw new Error(
+        `${error.message}\n  the store's disk is full; every finished step is kept: free space, then ${resume}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    throw error;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }
 
 /** Subcommands that talk to a Temporal server, with their own options. */
@@ -219,10 +266,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = redactSecrets(error instanceof Error ? error.message : String(error));
   process.stderr.write(`diffem: ${message}\n`);
   if (error instanceof UsageError) process.stderr.write(`\n${USAGE}\n`);
-  process.exitCode =
+  process.exitCode ||=
     error instanceof UsageError ||
     error instanceof ConfigFileError ||
     (error instanceof Error && error.name === 'TemporalUsageError')

@@ -5,7 +5,6 @@
  * the true curve, the campaign's figures, and the lineage of every lap. The page is also
  * stored next to the campaign, as `campaigns/{ID}/report.html`.
  */
-import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { storeFor } from '../store/open.js';
 import { campaignKeys } from '../workflows/keys.js';
@@ -13,6 +12,7 @@ import type { ArtifactStore } from '../store/store.js';
 import type { ArtifactRef } from '../workflows/types.js';
 import { loadReportData, type ReportOptions } from './report-data.js';
 import { renderReportHtml } from './report-page.js';
+import { writeOutFile } from './out-file.js';
 
 export const REPORT_USAGE = 'diffem report ID --store URI [--out FILE]';
 
@@ -41,7 +41,7 @@ export async function reportCommand(args: string[]): Promise<void> {
   const [id] = positionals;
   const store = storeFor(values.store);
   const { html, ref } = await writeReport(store, id);
-  if (values.out) await writeFile(values.out, html);
+  if (values.out) await writeOutFile(values.out, html);
   process.stdout.write(
     `report of ${id}: ${values.out ?? ref.key} (${html.length.toLocaleString('en-US')} bytes, stored as ${ref.key})\n`,
   );

@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { parseCampaignConfig, type CampaignConfig } from '../workflows/config.js';
+import { checkConfigLimits } from './config-limits.js';
 
 export class ConfigFileError extends Error {
   override readonly name = 'ConfigFileError';
@@ -21,7 +22,7 @@ export function parseConfigText(text: string, source: string): CampaignConfig {
       `config file ${source} is not valid YAML: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
-  return parseCampaignConfig(document, source);
+  return checkConfigLimits(parseCampaignConfig(document, source), source);
 }
 
 export async function loadConfigFile(path: string): Promise<CampaignConfig> {

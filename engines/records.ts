@@ -8,10 +8,22 @@
  * record or the new one, never a mix.
  */
 import { hostname } from 'node:os';
-import { getJson, putJson, sha256Hex, type ArtifactStore } from '../store/store.js';
+import { putJson, sha256Hex, type ArtifactStore } from '../store/store.js';
+import { redactSecrets } from '../store/secrets.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import { campaignKeys } from '../workflows/keys.js';
 import type { CampaignSummary, LapRecord } from '../workflows/types.js';
+import {
+  controlSchema,
+  getRecord,
+  lapRecordSchema,
+  manifestSchema,
+  runningStepSchema,
+  statusSchema,
+  stepRecordSchema,
+  summarySchema,
+} from './record-schemas.js';
+import type { z } from 'zod';
 
 export interface CampaignManifest {
   campaignId: string;
@@ -79,9 +91,9 @@ export interface StepRecord {
 const CAMPAIGN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function validateCampaignId(id: string): string {
-  if (!CAMPAIGN_ID.test(id)) {
+  if (typeof id !== 'string' || !CAMPAIGN_ID.test(id)) {
     throw new Error(
-      `campaign id '${id}' is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+      `campaign id ${JSON.stringify(id.length > 140 ? `${id.slice(0, 140)}…` : id)} is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
     );
   }
   return id;
@@ -104,8 +116,8 @@ export function inputDigest(input: object): string {
   return sha256Hex(new TextEncoder().encode(canonicalJson(rest)));
 }
 
-async function readOptional<T>(store: ArtifactStore, key: string): Promise<T | null> {
-  return (await store.exists(key)) ? getJson<T>(store, key) : null;
+async function readOptional<T>(store: ArtifactStore, key: string, schema: z.ZodType): Promise<T | null> {
+  return (await store.exists(key)) ? getRecord<T>(store, key, schema) : null;
 }
 
 /** Creates the campaign's manifest, or checks that an existing one has the same config. */
@@ -118,7 +130,7 @@ export async function openCampaign(
   validateCampaignId(campaignId);
   const key = campaignKeys.manifest(campaignId);
   const digest = inputDigest({ config });
-  const existing = await readOptional<CampaignManifest>(store, key);
+  const existing = await readOptional<CampaignManifest>(store, key, manifestSchema);
   if (existing) {
     if (existing.configDigest !== digest) {
       throw new Error(
@@ -139,8 +151,9 @@ export async function openCampaign(
   return manifest;
 }
 
-export function readManifest(store: ArtifactStore, campaignId: string): Promise<CampaignManifest | null> {
-  return readOptional(store, campaignKeys.manifest(campaignId));
+export async function readManifest(store: ArtifactStore, campaignId: string): Promise<CampaignManifest | null> {
+  validateCampaignId(campaignId);
+  return readOptional(store, campaignKeys.manifest(campaignId), manifestSchema);
 }
 
 export async function requireCampaign(store: ArtifactStore, campaignId: string): Promise<CampaignManifest> {
@@ -150,7 +163,7 @@ export async function requireCampaign(store: ArtifactStore, campaignId: string):
 }
 
 export function readStatus(store: ArtifactStore, campaignId: string): Promise<CampaignStatus | null> {
-  return readOptional(store, campaignKeys.status(campaignId));
+  return readOptional(store, campaignKeys.status(campaignId), statusSchema);
 }
 
 export async function writeStatus(
@@ -158,12 +171,13 @@ export async function writeStatus(
   campaignId: string,
   status: Omit<CampaignStatus, 'updatedAt'>,
 ): Promise<void> {
-  await putJson(store, campaignKeys.status(campaignId), { ...status, updatedAt: new Date().toISOString() });
+  const error = status.error === undefined ? undefined : redactSecrets(status.error);
+  await putJson(store, campaignKeys.status(campaignId), { ...status, error, updatedAt: new Date().toISOString() });
 }
 
 export async function readControl(store: ArtifactStore, campaignId: string): Promise<CampaignControl> {
   return (
-    (await readOptional<CampaignControl>(store, campaignKeys.control(campaignId))) ?? {
+    (await readOptional<CampaignControl>(store, campaignKeys.control(campaignId), controlSchema)) ?? {
       paused: false,
       stopRequested: false,
       updatedAt: '',
@@ -188,31 +202,55 @@ export async function requestControl(
 }
 
 export function readSummary(store: ArtifactStore, campaignId: string): Promise<CampaignSummary | null> {
-  return readOptional(store, campaignKeys.summary(campaignId));
+  return readOptional(store, campaignKeys.summary(campaignId), summarySchema);
 }
 
 export function readRunningStep(store: ArtifactStore, campaignId: string): Promise<RunningStep | null> {
-  return readOptional(store, campaignKeys.progress(campaignId));
+  return readOptional(store, campaignKeys.progress(campaignId), runningStepSchema);
 }
 
 export async function readLapRecords(store: ArtifactStore, campaignId: string): Promise<LapRecord[]> {
   const keys = (await store.list(campaignKeys.lapRecordsPrefix(campaignId))).filter((k) => k.endsWith('.json'));
-  const records = await Promise.all(keys.map((k) => getJson<LapRecord>(store, k)));
+  const records = await Promise.all(keys.map((k) => getRecord<LapRecord>(store, k, lapRecordSchema)));
   return records.sort((a, b) => a.lap - b.lap);
 }
 
 export function readStep(store: ArtifactStore, campaignId: string, step: string): Promise<StepRecord | null> {
-  return readOptional(store, campaignKeys.step(campaignId, step));
+  return readOptional(store, campaignKeys.step(campaignId, step), stepRecordSchema);
 }
 
 export async function writeStep(store: ArtifactStore, campaignId: string, record: StepRecord): Promise<void> {
-  await putJson(store, campaignKeys.step(campaignId, record.step), record);
+  const executions = record.executions.map((e) =>
+    e.error === undefined ? e : { ...e, error: redactSecrets(e.error) },
+  );
+  await putJson(store, campaignKeys.step(campaignId, record.step), { ...record, executions });
 }
 
 export async function listSteps(store: ArtifactStore, campaignId: string): Promise<StepRecord[]> {
   const keys = await store.list(campaignKeys.stepsPrefix(campaignId));
-  return Promise.all(keys.filter((k) => k.endsWith('.json')).map((k) => getJson<StepRecord>(store, k)));
+  return Promise.all(
+    keys.filter((k) => k.endsWith('.json')).map((k) => getRecord<StepRecord>(store, k, stepRecordSchema)),
+  );
 }
+
+/** Another live process runs the campaign. */
+export class CampaignBusyError extends Error {
+  readonly type = 'CampaignBusy' as const;
+  override readonly name = 'CampaignBusyError';
+  constructor(
+    readonly campaignId: string,
+    readonly pid: number,
+  ) {
+    super(`campaign '${campaignId}' is being run by process ${pid} on this machine; wait for it or stop it first`);
+  }
+}
+
+/**
+ * How long a new owner waits before reading its claim back. Two processes that both found the
+ * campaign free both write their claim; the store keeps the later one, and the earlier writer,
+ * reading back after a racing writer's read-then-write has had time to land, steps back.
+ */
+const CLAIM_SETTLE_MS = 500;
 
 /**
  * The lock of a running campaign: its status names the process and host that run it. A second
@@ -234,13 +272,14 @@ export async function acquireCampaign(store: ArtifactStore, campaignId: string):
     } catch {
       alive = false;
     }
-    if (alive) {
-      throw new Error(
-        `campaign '${campaignId}' is being run by process ${status.pid} on this machine; wait for it or stop it first`,
-      );
-    }
+    if (alive) throw new CampaignBusyError(campaignId, status.pid);
   }
   await writeStatus(store, campaignId, { status: 'running', pid: process.pid, host: hostname() });
+  await new Promise((resolve) => setTimeout(resolve, CLAIM_SETTLE_MS));
+  const claim = await readStatus(store, campaignId);
+  if (claim?.pid && (claim.pid !== process.pid || claim.host !== hostname())) {
+    throw new CampaignBusyError(campaignId, claim.pid);
+  }
 }
 
 /**

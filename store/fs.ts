@@ -13,7 +13,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -72,9 +72,49 @@ async function fsyncDir(dir: string): Promise<void> {
  * first write of a key ending in SUFFIX stops half-way and the process SIGKILLs itself,
  * so a test can crash a real campaign at the worst moment of a write, deterministically.
  */
-function crashesWhileWriting(key: string): boolean {
+function crashesWhileWriting(key: string, put: number): boolean {
   const suffix = process.env.DIFFEM_CRASH_WRITING;
-  return Boolean(suffix) && key.endsWith(suffix as string);
+  return (Boolean(suffix) && key.endsWith(suffix as string)) || put === Number(process.env.DIFFEM_CRASH_AT_PUT);
+}
+
+/**
+ * Fault injection for full-disk tests: with DIFFEM_FAULT_ENOSPC_AFTER=N set, every put after
+ * the first N of this process fails as a full disk does, after the temporary file was created.
+ * DIFFEM_CRASH_AT_PUT=N crashes the process (as DIFFEM_CRASH_WRITING) half-way through its
+ * Nth put, so the soak can kill a campaign inside any write.
+ */
+function diskFull(put: number): boolean {
+  const after = process.env.DIFFEM_FAULT_ENOSPC_AFTER;
+  return after !== undefined && after !== '' && put > Number(after);
+}
+
+function enospc(file: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), {
+    code: 'ENOSPC',
+    errno: -28,
+    syscall: 'write',
+  });
+}
+
+/** Puts started by this process, counted for the fault hooks. */
+let putsStarted = 0;
+
+/**
+ * A key whose path inside the store passes through a symbolic link. The store's directory
+ * is trusted; anything under it is data, and a link planted there (by an archive, another
+ * user, a mistake) must not let a key read or write outside the store.
+ */
+export class StoreSymlinkError extends Error {
+  readonly type = 'StoreSymlink' as const;
+  override readonly name = 'StoreSymlinkError';
+  readonly nonRetryable = true;
+  constructor(
+    readonly key: string,
+    readonly store: string,
+    readonly link: string,
+  ) {
+    super(`refusing '${key}' in ${store}: ${link} is a symbolic link, and the store never follows links`);
+  }
 }
 
 export class FsArtifactStore implements ArtifactStore {
@@ -91,13 +131,35 @@ export class FsArtifactStore implements ArtifactStore {
     return path.join(this.root, ...validateKey(key).split('/'));
   }
 
+  /**
+   * `pathOf(key)` after checking that no directory or file on the way from the root is a
+   * symbolic link. A link swapped in between this check and the I/O is not caught; the
+   * check stops links that are already there, which is how a store gets them.
+   */
+  private async confinedPath(key: string): Promise<string> {
+    const target = this.pathOf(key);
+    let at = this.root;
+    for (const segment of key.split('/')) {
+      at = path.join(at, segment);
+      let isLink: boolean;
+      try {
+        isLink = (await lstat(at)).isSymbolicLink();
+      } catch (err) {
+        if (isMissing(err)) return target;
+        throw err;
+      }
+      if (isLink) throw new StoreSymlinkError(key, this.uri, path.relative(this.root, at));
+    }
+    return target;
+  }
+
   private failure(op: string, key: string, err: unknown): Error {
     const reason = err instanceof Error ? err.message : String(err);
     return new Error(`${op} '${key}' in ${this.uri} failed: ${reason}`, { cause: err });
   }
 
   async put(key: string, body: Uint8Array): Promise<ArtifactRef> {
-    const target = this.pathOf(key);
+    const target = await this.confinedPath(key);
     const dir = path.dirname(target);
     const ref = refOf(key, body);
     // Bounded length so a long final segment still leaves room under NAME_MAX.
@@ -108,8 +170,12 @@ export class FsArtifactStore implements ArtifactStore {
       created = await mkdir(dir, { recursive: true });
       const handle = await open(temp, 'wx', 0o644);
       tempWritten = true;
+      const put = ++putsStarted;
+      // The soak reads which write a kill interrupted from this log (DIFFEM_PUT_LOG=FILE).
+      if (process.env.DIFFEM_PUT_LOG) await appendFile(process.env.DIFFEM_PUT_LOG, `${put} ${key}\n`);
       try {
-        if (crashesWhileWriting(key)) {
+        if (diskFull(put)) throw enospc(temp);
+        if (crashesWhileWriting(key, put)) {
           await handle.writeFile(body.subarray(0, body.length >> 1));
           await handle.sync();
           process.kill(process.pid, 'SIGKILL');
@@ -135,7 +201,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async get(key: string): Promise<Uint8Array> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     try {
       const buf = await readFile(file);
       return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -150,7 +216,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async head(key: string): Promise<ArtifactRef | null> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     let handle;
     try {
       handle = await open(file, 'r');
@@ -176,7 +242,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async exists(key: string): Promise<boolean> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     try {
       return (await stat(file)).isFile();
     } catch (err) {
@@ -202,7 +268,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async delete(key: string): Promise<void> {
-    const file = this.pathOf(key);
+    const file = await this.confinedPath(key);
     try {
       await unlink(file);
     } catch (err) {

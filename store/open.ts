@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { FsArtifactStore } from './fs.js';
 import { S3ArtifactStore, type S3StoreOptions } from './s3.js';
 import type { ArtifactStore } from './store.js';
+import { redactSecrets, refuseCredentialsInUri } from './secrets.js';
 
 export interface OpenStoreOptions extends S3StoreOptions {
   /** Base for relative filesystem paths; defaults to process.cwd(). */
@@ -21,6 +22,7 @@ export function openStore(uri: string, options: OpenStoreOptions = {}): Artifact
   if (typeof uri !== 'string' || uri.trim() === '') {
     throw new Error(`invalid store URI ${JSON.stringify(uri)}: empty`);
   }
+  refuseCredentialsInUri(uri);
   // A Windows drive letter (C:\runs) looks like a one-letter scheme but is a path.
   const drive = process.platform === 'win32' && /^[A-Za-z]:[\\/]/.test(uri);
   const scheme = drive ? undefined : SCHEME.exec(uri)?.[1]?.toLowerCase();
@@ -33,12 +35,14 @@ export function openStore(uri: string, options: OpenStoreOptions = {}): Artifact
       dir = fileURLToPath(uri);
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      throw new Error(`invalid store URI '${uri}': ${reason}`, { cause: err });
+      throw new Error(`invalid store URI '${redactSecrets(uri)}': ${reason}`, { cause: err });
     }
     return new FsArtifactStore(dir);
   }
   if (scheme !== undefined) {
-    throw new Error(`unsupported store URI '${uri}': expected s3://bucket[/prefix], file:///dir or a directory path`);
+    throw new Error(
+      `unsupported store URI '${redactSecrets(uri)}': expected s3://bucket[/prefix], file:///dir or a directory path`,
+    );
   }
   return new FsArtifactStore(path.resolve(options.cwd ?? process.cwd(), uri));
 }

@@ -36,6 +36,7 @@ import {
   validateKey,
   validatePrefix,
 } from './store.js';
+import { redactSecrets, refuseCredentialsInUri } from './secrets.js';
 
 export interface S3StoreOptions {
   /** Endpoint URL of an S3-compatible service; overrides the environment. */
@@ -68,6 +69,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** Parses 's3://bucket' or 's3://bucket/some/prefix[/]'; throws an error naming the URI. */
 export function parseS3Uri(uri: string): S3Location {
+  refuseCredentialsInUri(uri);
   const match = /^s3:\/\/([^/?#]*)(?:\/([^?#]*))?$/.exec(uri);
   if (!match) throw new Error(`invalid S3 store URI '${uri}': expected s3://bucket[/prefix]`);
   const bucket = match[1];
@@ -176,7 +178,7 @@ export class S3ArtifactStore implements ArtifactStore {
   }
 
   private failure(op: string, key: string, err: unknown): Error {
-    const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    const reason = redactSecrets(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
     const status = httpStatus(err);
     return new Error(`${op} '${key}' in ${this.uri} failed${status ? ` (HTTP ${status})` : ''}: ${reason}`, {
       cause: err,

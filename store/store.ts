@@ -67,6 +67,7 @@ export class InvalidKeyError extends Error {
 }
 
 export const MAX_KEY_LENGTH = 1024;
+export const MAX_SEGMENT_LENGTH = 255;
 
 const KEY_CHARS = /^[A-Za-z0-9._\-/=]*$/;
 
@@ -81,6 +82,10 @@ function checkSegments(key: string, segments: string[]): void {
     if (segment === '') throw new InvalidKeyError(key, 'empty path segment');
     // '.' would alias its parent on a filesystem but not on S3, so both are refused.
     if (segment === '..' || segment === '.') throw new InvalidKeyError(key, `'${segment}' path segment`);
+    // Filesystems cap one name at 255 bytes (NAME_MAX); refuse it here, the same on S3.
+    if (segment.length > MAX_SEGMENT_LENGTH) {
+      throw new InvalidKeyError(key, `path segment longer than ${MAX_SEGMENT_LENGTH} characters`);
+    }
   }
 }
 

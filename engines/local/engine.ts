@@ -18,6 +18,7 @@ import { runInActivityContext } from '../../activities/context.js';
 import { storeFor } from '../../store/open.js';
 import type { ArtifactStore } from '../../store/store.js';
 import { resolveParent } from '../lineage.js';
+import { redactSecrets } from '../../store/secrets.js';
 import { runCampaign, type CampaignHost, type CampaignState } from '../../workflows/campaign.js';
 import type { CampaignConfig } from '../../workflows/config.js';
 import type {
@@ -53,6 +54,12 @@ export interface LocalRunOptions {
   retryDelayMs?: number;
   /** Replaces the real activities (tests). */
   activities?: CampaignActivities;
+  /**
+   * Aborted (by SIGTERM or Ctrl-C in the CLI) to stop the campaign: running steps are
+   * cancelled at their next heartbeat or checkpoint, no new step starts, writes already under
+   * way complete, and the campaign's status records where it stopped.
+   */
+  stop?: AbortSignal;
 }
 
 export class CampaignFailedError extends Error {
@@ -65,6 +72,22 @@ export class CampaignFailedError extends Error {
   }
 }
 
+/** The campaign was asked to stop (see LocalRunOptions.stop); `resume` continues it. */
+export class CampaignStoppedError extends Error {
+  readonly type = 'CampaignStopped' as const;
+  override readonly name = 'CampaignStoppedError';
+  constructor(
+    readonly step: string,
+    readonly reason: string,
+  ) {
+    super(`stopped by ${reason} at step ${step}`);
+  }
+}
+
+function stopReason(signal: AbortSignal): string {
+  return typeof signal.reason === 'string' ? signal.reason : 'request';
+}
+
 export async function runLocalCampaign(options: LocalRunOptions): Promise<CampaignSummary> {
   const store = storeFor(options.store);
   const { campaignId, config } = options;
@@ -75,20 +98,22 @@ export async function runLocalCampaign(options: LocalRunOptions): Promise<Campai
   const retryDelayMs = options.retryDelayMs ?? 1000;
   await acquireCampaign(store, campaignId);
 
-  const host = localHost(store, campaignId, activities, { progress, maxAttempts, retryDelayMs });
+  const host = localHost(store, campaignId, activities, { progress, maxAttempts, retryDelayMs, stop: options.stop });
   try {
     const parent = await resolveParent(store, config);
     const summary = await runCampaign(host, { store: store.uri, campaignId, config, ...(parent && { parent }) });
     await writeStatus(store, campaignId, { status: summary.laps < config.em.laps ? 'stopped' : 'done' });
     return summary;
   } catch (error) {
-    const step = error instanceof CampaignFailedError ? error.step : undefined;
+    const step = error instanceof CampaignFailedError || error instanceof CampaignStoppedError ? error.step : undefined;
+    // The status is best effort: when the store itself fails (a full disk), the store's error
+    // is the one to report, and a status left 'running' by a process that is gone is taken over.
     await writeStatus(store, campaignId, {
-      status: 'failed',
+      status: error instanceof CampaignStoppedError ? 'stopped' : 'failed',
       error: error instanceof Error ? error.message : String(error),
       errorType: errorType(error),
       step,
-    });
+    }).catch(() => undefined);
     throw error;
   }
 }
@@ -97,6 +122,7 @@ export interface CallOptions {
   progress: ProgressSink;
   maxAttempts: number;
   retryDelayMs: number;
+  stop?: AbortSignal;
 }
 
 /** The host the definition runs against: every call memoised in the journal. */
@@ -126,7 +152,7 @@ export function localHost(
       callStep(store, campaignId, activities, name, step, input, { ...options, progress: sink }),
     progress: (event) => options.progress.campaign(event),
     beforeLap: async (state: CampaignState) => {
-      const control = await holdWhilePaused(store, campaignId, sink);
+      const control = await holdWhilePaused(store, campaignId, sink, options.stop);
       if (!control.stopRequested) return 'continue';
       sink.notice(
         `stopped before lap ${state.nextLap} as asked: the final stage runs on the ${state.nextLap - 1} laps done`,
@@ -142,12 +168,17 @@ const PAUSE_POLL_MS = 1000;
  * Waits while the campaign's control record says paused (a stop request ends the wait, so a
  * paused campaign can be stopped). The status says `paused` meanwhile, keeping the lock's pid.
  */
-async function holdWhilePaused(store: ArtifactStore, campaignId: string, sink: ProgressSink): Promise<CampaignControl> {
+async function holdWhilePaused(
+  store: ArtifactStore,
+  campaignId: string,
+  sink: ProgressSink,
+  stop?: AbortSignal,
+): Promise<CampaignControl> {
   let control = await readControl(store, campaignId);
   if (!control.paused || control.stopRequested) return control;
   sink.notice(`paused; \`diffem unpause ${campaignId} --store ${store.uri}\` continues it`);
   await writeStatus(store, campaignId, { status: 'paused', pid: process.pid, host: hostname() });
-  while (control.paused && !control.stopRequested) {
+  while (control.paused && !control.stopRequested && !stop?.aborted) {
     await new Promise((resolve) => setTimeout(resolve, PAUSE_POLL_MS));
     control = await readControl(store, campaignId);
   }
@@ -178,7 +209,8 @@ async function callStep<K extends ActivityName>(
     options.progress.stepFinished(step, 0, true);
     return record.output as ActivityOutput<K>;
   }
-  await holdWhilePaused(store, campaignId, options.progress);
+  await holdWhilePaused(store, campaignId, options.progress, options.stop);
+  if (options.stop?.aborted) throw new CampaignStoppedError(step, stopReason(options.stop));
   record ??= { step, activity: name, inputDigest: digest, status: 'running', executions: [] };
   for (const execution of record.executions) if (execution.outcome === 'running') execution.outcome = 'interrupted';
 
@@ -196,6 +228,8 @@ async function callStep<K extends ActivityName>(
     const previous = [...record.executions].reverse().find((e) => e !== execution && e.heartbeat !== undefined);
     const started = performance.now();
     const controller = new AbortController();
+    const cancel = () => controller.abort(new CampaignStoppedError(step, stopReason(options.stop as AbortSignal)));
+    options.stop?.addEventListener('abort', cancel, { once: true });
     try {
       const run = activities[name] as (i: ActivityInput<K>) => Promise<ActivityOutput<K>>;
       const output = await runInActivityContext(
@@ -220,7 +254,15 @@ async function callStep<K extends ActivityName>(
       options.progress.stepFinished(step, (performance.now() - started) / 1000, false);
       return stored;
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      if (options.stop?.aborted) {
+        // Not a failure: the attempt is recorded as interrupted, with its last heartbeat, so
+        // `resume` picks it up from its last checkpoint.
+        execution.outcome = 'interrupted';
+        execution.endedAt = new Date().toISOString();
+        await writeStep(store, campaignId, record);
+        throw new CampaignStoppedError(step, stopReason(options.stop));
+      }
+      const message = redactSecrets(error instanceof Error ? error.message : String(error));
       const fatal = isNonRetryable(error) || attempt >= options.maxAttempts;
       execution.outcome = 'failed';
       execution.endedAt = new Date().toISOString();
@@ -236,6 +278,9 @@ async function callStep<K extends ActivityName>(
           errorType(error),
         );
       await new Promise((resolve) => setTimeout(resolve, options.retryDelayMs * 2 ** (attempt - 1)));
+      if (options.stop?.aborted) throw new CampaignStoppedError(step, stopReason(options.stop));
+    } finally {
+      options.stop?.removeEventListener('abort', cancel);
     }
   }
 }

@@ -19,6 +19,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ndarray } from '../ndarray.js';
 import { DATA_MAX, DATA_MIN, type ImageDataset } from './dataset.js';
 import { tarGzEntries } from './tar.js';
+import { DatasetFileError } from './errors.js';
 
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
@@ -52,7 +53,8 @@ export const CIFAR10_RECORD_BYTES = 1 + 3 * PLANE;
 /** Decodes CIFAR-10 binary records; `source` names the file in errors. */
 export function decodeCifar10(bytes: Uint8Array, source: string): ImageDataset {
   if (bytes.length === 0 || bytes.length % CIFAR10_RECORD_BYTES !== 0) {
-    throw new Error(
+    throw new DatasetFileError(
+      source,
       `${source}: ${bytes.length} bytes is not a whole number of CIFAR-10 records of ${CIFAR10_RECORD_BYTES} bytes ` +
         '(truncated, or not a CIFAR-10 binary batch)',
     );
@@ -65,7 +67,7 @@ export function decodeCifar10(bytes: Uint8Array, source: string): ImageDataset {
     const record = i * CIFAR10_RECORD_BYTES;
     labels[i] = bytes[record];
     if (labels[i] >= CIFAR10_CLASSES.length)
-      throw new Error(`${source}: record ${i} has label ${labels[i]}, not a class 0..9`);
+      throw new DatasetFileError(source, `${source}: record ${i} has label ${labels[i]}, not a class 0..9`);
     // Planes (CHW) to interleaved channels (HWC).
     for (let p = 0; p < PLANE; p++) {
       for (let c = 0; c < 3; c++)
@@ -150,7 +152,10 @@ export async function ensureCifar10(dir: string, options: EnsureCifar10Options =
     // choose where a file lands.
     if (entry.type !== '0' || !wanted.includes(name)) continue;
     if (entry.data.length % CIFAR10_RECORD_BYTES !== 0) {
-      throw new Error(`${archive}: member ${entry.name} has ${entry.data.length} bytes, not whole CIFAR-10 records`);
+      throw new DatasetFileError(
+        archive,
+        `${archive}: member ${entry.name} has ${entry.data.length} bytes, not whole CIFAR-10 records`,
+      );
     }
     const target = join(out, name);
     await writeFile(`${target}.part`, entry.data);
@@ -158,7 +163,7 @@ export async function ensureCifar10(dir: string, options: EnsureCifar10Options =
     found.add(name);
   }
   const missing = wanted.filter((f) => !found.has(f));
-  if (missing.length) throw new Error(`${archive}: the archive lacks ${missing.join(', ')}`);
+  if (missing.length) throw new DatasetFileError(archive, `${archive}: the archive lacks ${missing.join(', ')}`);
   return out;
 }
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 
 import { bytesToImages, type ImageDataset } from './dataset.js';
+import { DatasetFileError } from './errors.js';
 
 export interface ImageFolderOptions {
   height: number;
@@ -42,7 +43,7 @@ export async function loadImageFolder(dir: string, options: ImageFolderOptions):
     .map((e) => e.name)
     .sort();
   const files = names.slice(0, options.limit ?? names.length).map((name) => join(dir, name));
-  if (files.length === 0) throw new Error(`${dir}: no image files`);
+  if (files.length === 0) throw new DatasetFileError(dir, `${dir}: no image files`);
 
   const pixels = height * width * channels;
   const bytes = new Uint8Array(files.length * pixels);
@@ -56,9 +57,13 @@ async function readImage(path: string, options: ImageFolderOptions): Promise<Buf
   try {
     format = (await sharp(path).metadata()).format;
   } catch (error) {
-    throw new Error(`${path}: not a readable image: ${error instanceof Error ? error.message : String(error)}`);
+    throw new DatasetFileError(
+      path,
+      `${path}: not a readable image: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
-  if (!format || !FORMATS.has(format)) throw new Error(`${path}: ${format ?? 'unknown'} image, expected PNG or JPEG`);
+  if (!format || !FORMATS.has(format))
+    throw new DatasetFileError(path, `${path}: ${format ?? 'unknown'} image, expected PNG or JPEG`);
   try {
     let pipeline = sharp(path)
       .rotate()
@@ -73,6 +78,9 @@ async function readImage(path: string, options: ImageFolderOptions): Promise<Buf
     }
     return data;
   } catch (error) {
-    throw new Error(`${path}: cannot decode: ${error instanceof Error ? error.message : String(error)}`);
+    throw new DatasetFileError(
+      path,
+      `${path}: cannot decode: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }

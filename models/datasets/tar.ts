@@ -11,6 +11,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
+import { DatasetFileError } from './errors.js';
 
 export interface TarEntry {
   /** Path inside the archive. */
@@ -21,6 +22,8 @@ export interface TarEntry {
 }
 
 const BLOCK = 512;
+/** Members are held whole in memory: a header claiming more (up to 8 GiB in 11 octal digits) is refused before reading. */
+const MAX_MEMBER_BYTES = 1 << 30;
 
 /** Exact-length reads over a stream of chunks. */
 class ChunkReader {
@@ -57,7 +60,8 @@ function field(header: Buffer, offset: number, length: number): string {
 
 function octal(header: Buffer, offset: number, length: number, what: string, source: string): number {
   const text = field(header, offset, length).trim();
-  if (!/^[0-7]+$/.test(text)) throw new Error(`${source}: corrupt tar header: ${what} '${text}' is not octal`);
+  if (!/^[0-7]+$/.test(text))
+    throw new DatasetFileError(source, `${source}: corrupt tar header: ${what} '${text}' is not octal`);
   return parseInt(text, 8);
 }
 
@@ -68,19 +72,30 @@ export async function* tarEntries(chunks: AsyncIterable<Buffer>, source: string)
   for (;;) {
     const header = await reader.read(BLOCK);
     if (header.length === 0) return;
-    if (header.length < BLOCK) throw new Error(`${source}: truncated tar archive (partial header)`);
+    if (header.length < BLOCK) throw new DatasetFileError(source, `${source}: truncated tar archive (partial header)`);
     if (header.every((b) => b === 0)) return;
     const expected = octal(header, 148, 8, 'checksum', source);
     let sum = 0;
     for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i];
-    if (sum !== expected) throw new Error(`${source}: corrupt tar header (checksum ${sum}, recorded ${expected})`);
+    if (sum !== expected)
+      throw new DatasetFileError(source, `${source}: corrupt tar header (checksum ${sum}, recorded ${expected})`);
     const size = octal(header, 124, 12, 'size', source);
+    if (size > MAX_MEMBER_BYTES) {
+      throw new DatasetFileError(
+        source,
+        `${source}: tar member of ${size} bytes exceeds the ${MAX_MEMBER_BYTES}-byte limit`,
+      );
+    }
     const type = String.fromCharCode(header[156] || 0x30);
     const data = await reader.read(size);
     if (data.length < size)
-      throw new Error(`${source}: truncated tar archive (member of ${size} bytes cut at ${data.length})`);
+      throw new DatasetFileError(
+        source,
+        `${source}: truncated tar archive (member of ${size} bytes cut at ${data.length})`,
+      );
     const padding = (BLOCK - (size % BLOCK)) % BLOCK;
-    if ((await reader.read(padding)).length < padding) throw new Error(`${source}: truncated tar archive (padding)`);
+    if ((await reader.read(padding)).length < padding)
+      throw new DatasetFileError(source, `${source}: truncated tar archive (padding)`);
     if (type === 'L') {
       longName = data.toString('utf8').replace(/\0+$/, '');
       continue;
@@ -94,9 +109,26 @@ export async function* tarEntries(chunks: AsyncIterable<Buffer>, source: string)
 }
 
 /** The members of a gzipped tar file. */
-export function tarGzEntries(path: string): AsyncGenerator<TarEntry> {
-  const stream = createReadStream(path).pipe(createGunzip());
-  return tarEntries(stream, path);
+export async function* tarGzEntries(path: string): AsyncGenerator<TarEntry> {
+  const gunzip = createGunzip();
+  // pipe() does not forward a read error: without this a missing file would hang the reader.
+  const file = createReadStream(path).on('error', (error) => gunzip.destroy(error));
+  file.pipe(gunzip);
+  try {
+    yield* tarEntries(gunzip, path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // zlib's codes (Z_DATA_ERROR, Z_BUF_ERROR, ...) mean the bytes are not gzip: the file's fault.
+    if (typeof code === 'string' && code.startsWith('Z_')) {
+      throw new DatasetFileError(path, `${path}: not a valid gzip stream (${(error as Error).message})`, {
+        cause: error,
+      });
+    }
+    throw error;
+  } finally {
+    file.destroy();
+    gunzip.destroy();
+  }
 }
 
 /** A ustar archive of regular files, for tests and tools that need to build one. */

@@ -259,22 +259,27 @@ function checkInterface(session: InferenceSession, options: OnnxDenoiserOptions)
   for (const [name, width] of expected) {
     const meta = session.inputMetadata.find((m) => m.name === name);
     if (!meta) {
-      throw new Error(`OnnxDenoiser: model has no input '${name}' (inputs: ${session.inputNames.join(', ')})`);
+      throw new MalformedModelError(
+        `OnnxDenoiser: model has no input '${name}' (inputs: ${session.inputNames.join(', ')})`,
+      );
     }
-    if (!meta.isTensor || meta.type !== 'float32') throw new Error(`OnnxDenoiser: input '${name}' is not float32`);
+    if (!meta.isTensor || meta.type !== 'float32')
+      throw new MalformedModelError(`OnnxDenoiser: input '${name}' is not float32`);
     const last = meta.shape[meta.shape.length - 1];
     if (width > 0 && (meta.shape.length !== 2 || (typeof last === 'number' && last !== width))) {
-      throw new Error(`OnnxDenoiser: input '${name}' has shape [${meta.shape}], expected [N, ${width}]`);
+      throw new MalformedModelError(`OnnxDenoiser: input '${name}' has shape [${meta.shape}], expected [N, ${width}]`);
     }
   }
   const extra = session.inputNames.filter((name) => !expected.some(([e]) => e === name));
   if (extra.length > 0) {
-    throw new Error(
+    throw new MalformedModelError(
       `OnnxDenoiser: model has inputs [${extra.join(', ')}] that a condDim=${options.condDim} denoiser does not feed`,
     );
   }
   if (!session.outputNames.includes(io.output)) {
-    throw new Error(`OnnxDenoiser: model has no output '${io.output}' (outputs: ${session.outputNames.join(', ')})`);
+    throw new MalformedModelError(
+      `OnnxDenoiser: model has no output '${io.output}' (outputs: ${session.outputNames.join(', ')})`,
+    );
   }
 }
 

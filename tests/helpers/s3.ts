@@ -19,7 +19,14 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 /** s3rver accepts only these (its documented defaults). */
 export const S3_TEST_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
 export interface S3Fixture {
+  /** Where s3rver keeps the buckets' objects on disk. */
+  directory: string;
   endpoint: string;
   bucket: string;
   credentials: typeof S3_TEST_CREDENTIALS;
@@ -44,10 +51,17 @@ export function rawClient(endpoint: string): S3Client {
 const SERVER_ENTRY = fileURLToPath(new URL('./s3rver-process.js', import.meta.url));
 
 /** Starts the s3rver child process and resolves with its port. */
-async function spawnS3rver(directory: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', SERVER_ENTRY, directory], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+async function spawnS3rver(
+  directory: string,
+  keyPairs: S3Credentials[] = [],
+): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(
+    process.execPath,
+    ['--openssl-legacy-provider', SERVER_ENTRY, directory, JSON.stringify(keyPairs)],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let output = '';
@@ -78,7 +92,7 @@ async function spawnS3rver(directory: string): Promise<{ child: ChildProcess; po
  * Starts s3rver on 127.0.0.1 (random free port, data in a temp dir) with one empty bucket
  * created through the S3 API.
  */
-export async function startS3(options: { bucket?: string } = {}): Promise<S3Fixture> {
+export async function startS3(options: { bucket?: string; keyPairs?: S3Credentials[] } = {}): Promise<S3Fixture> {
   const directory = await mkdtemp(path.join(tmpdir(), 'diffem-s3rver-'));
   let child: ChildProcess | undefined;
   let client: S3Client | undefined;
@@ -92,13 +106,14 @@ export async function startS3(options: { bucket?: string } = {}): Promise<S3Fixt
     await rm(directory, { recursive: true, force: true });
   };
   try {
-    const started = await spawnS3rver(directory);
+    const started = await spawnS3rver(directory, options.keyPairs);
     child = started.child;
     const endpoint = `http://127.0.0.1:${started.port}`;
     const bucket = options.bucket ?? 'diffem-test';
     client = rawClient(endpoint);
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
     return {
+      directory,
       endpoint,
       bucket,
       credentials: S3_TEST_CREDENTIALS,
