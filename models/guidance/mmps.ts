@@ -20,8 +20,8 @@
  * iterations D_y is the exact E[x | x_t, y]. A learned Jacobian can have negative
  * directions (mostly at high noise, where J ~ Cov[x] / sigma^2 is small and the network's
  * error is not); as a true covariance makes the system matrix at least s_y^2 I, a CG
- * direction with less curvature ends that row's solve (`breakdowns`) instead of taking an
- * unbounded step. `MmpsDenoiser` exposes D_y through the plain
+ * direction with less curvature is clamped to s_y^2 (zero covariance along it, counted in
+ * `breakdowns`) instead of taking an unbounded step or leaving the row unguided. `MmpsDenoiser` exposes D_y through the plain
  * `Denoiser` contract, so the E-step's ancestral sampler runs it unchanged.
  * Reference: Rozet, Andry, Lanusse & Louppe, "Learning Diffusion Priors from Observations
  * by Expectation Maximization" (NeurIPS 2024), Sec. 3-4; the azula library's MMPSDenoiser.
@@ -129,7 +129,7 @@ export class MmpsDenoiser implements Denoiser {
   evaluations = 0;
   /** Largest relative residual of the last evaluation's solve. */
   lastResidual = Number.NaN;
-  /** Row solves ended early by a non-covariance Jacobian, over all evaluations. */
+  /** Clamped CG directions (a non-covariance Jacobian), over all evaluations. */
   breakdowns = 0;
 
   constructor(
