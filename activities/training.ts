@@ -115,6 +115,7 @@ export async function runCampaignTraining(
     losses: state.losses.map((l) => Math.round(l * 1e6) / 1e6),
     steps,
     resumedFromStep: resume?.optimizer.step ?? 0,
+    trainingEvaluations: steps * training.batchSize * 2,
   };
 }
 

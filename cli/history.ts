@@ -5,7 +5,7 @@
 import type { ArtifactStore } from '../store/store.js';
 import { listSteps, readLapRecords, requireCampaign, type RunningStep, type StepRecord } from '../engines/records.js';
 import { formatDuration } from '../engines/local/progress.js';
-import type { ArtifactRef, Metrics } from '../workflows/types.js';
+import type { ArtifactRef, GuidanceStats, Metrics } from '../workflows/types.js';
 
 export interface LapHistory {
   lap: number;
@@ -17,6 +17,9 @@ export interface LapHistory {
   attempts: number;
   failures: number;
   evaluations: number;
+  /** Training's network passes (0 in records written before they were counted). */
+  trainingEvaluations: number;
+  guidance?: GuidanceStats;
   seeds: Record<string, string>;
 }
 
@@ -58,6 +61,8 @@ export async function campaignHistory(store: ArtifactStore, campaignId: string):
         attempts,
         failures,
         evaluations: r.evaluations,
+        trainingEvaluations: r.trainingEvaluations ?? 0,
+        ...(r.guidance ? { guidance: r.guidance } : {}),
         seeds: r.seeds,
       };
     });

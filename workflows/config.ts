@@ -231,8 +231,18 @@ export const campaignConfigSchema = z
       })
       .default({ laps: 8, gaussianIterations: 32, gaussianRank: 32, shardSize: 4096, concurrency: 2 }),
     estep: z
-      .strictObject({ steps: positiveInt.default(64), mmpsCgIterations: positiveInt.default(3) })
-      .default({ steps: 64, mmpsCgIterations: 3 }),
+      .strictObject({
+        steps: positiveInt.default(64),
+        /**
+         * EM-MMPS: Krylov iterations of each guidance solve. Absent: an exact solve (m
+         * iterations, m the observation size) when m <= 64, as the authors solve small
+         * systems fully, else 3 (the paper's range is 1 to 3 for images).
+         */
+        mmpsCgIterations: positiveInt.optional(),
+        /** EM-MMPS: the solver of the guidance's m x m systems (CG as in the paper, or GMRES). */
+        mmpsSolver: z.enum(['cg', 'gmres']).default('cg'),
+      })
+      .default({ steps: 64, mmpsSolver: 'cg' }),
     training: trainingConfig.default(trainingConfig.parse({})),
     prior: z
       .strictObject({

@@ -62,6 +62,7 @@ export async function posteriorSampleVector(
   let x;
   // Network passes over the shard: one per sampler step plus the final denoise under DiffEM.
   let passes = config.estep.steps + 1;
+  let guidance: PosteriorSampleOutput['guidance'];
   if (mStepIsConditional(config)) {
     const denoiser = await openDenoiser(store, config, input.model, true);
     try {
@@ -94,6 +95,7 @@ export async function posteriorSampleVector(
     });
     x = result.x;
     passes = result.passes;
+    guidance = result.guidance;
   }
   const key = campaignKeys.posteriorShard(campaignId, input.final ? 'final' : lap, shard.index);
   const samples = await putTensors(
@@ -102,7 +104,7 @@ export async function posteriorSampleVector(
     { x },
     { lap: String(lap), shard: String(shard.index), method: config.method },
   );
-  return { samples, evaluations: rows * passes };
+  return { samples, evaluations: rows * passes, ...(guidance ? { guidance } : {}) };
 }
 
 export async function samplePriorVector(
