@@ -129,6 +129,10 @@ export class MmpsDenoiser implements Denoiser {
   evaluations = 0;
   /** Largest relative residual of the last evaluation's solve. */
   lastResidual = Number.NaN;
+  /** Largest final relative residual over all evaluations and rows. */
+  residualMax = 0;
+  /** Sum over evaluations of the final relative residual (worst row), for the mean. */
+  residualSum = 0;
   /** Clamped CG directions (a non-covariance Jacobian), over all evaluations. */
   breakdowns = 0;
 
@@ -154,6 +158,8 @@ export class MmpsDenoiser implements Denoiser {
     this.passes += estimate.passes;
     this.evaluations += 1;
     this.lastResidual = estimate.solve.residuals[estimate.solve.residuals.length - 1];
+    this.residualMax = Math.max(this.residualMax, this.lastResidual);
+    this.residualSum += this.lastResidual;
     this.breakdowns += estimate.solve.breakdowns;
     return ndarray([sigma.length, this.dim], Float32Array.from(estimate.mean));
   }
