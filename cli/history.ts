@@ -78,6 +78,7 @@ const COLUMNS: Array<[string, string]> = [
   ['psnr', 'psnr'],
   ['ssim', 'ssim'],
   ['fid', 'fid'],
+  ['inception_score', 'IS'],
 ];
 
 export function historyTable(history: LapHistory[]): string {

@@ -192,6 +192,7 @@ const METRIC_ORDER = [
   'final_loss',
   'psnr',
   'fid',
+  'inception_score',
 ];
 
 /** A campaign's report, or a comparison's when `campaigns/{id}/comparison.json` exists. */

@@ -173,6 +173,14 @@ const fidConfig = z.strictObject({
   features: z.enum(['mnist-classifier', 'inception', 'none']).default('mnist-classifier'),
   inceptionOnnx: z.string().min(1).optional(),
   classifierSteps: positiveInt.default(500),
+  /** The reference statistics' images: the clean train split (the papers' protocol) or the held-out test images. */
+  reference: z.enum(['train', 'heldout']).default('train'),
+  /** At most this many train images in the reference (default: the whole split). */
+  referenceCount: positiveInt.optional(),
+  /** The Inception Score of the same samples beside the FID, from the feature model's logits. */
+  inceptionScore: z.boolean().default(false),
+  /** features 'inception': the ONNX output holding the class logits (needed by `inceptionScore`). */
+  inceptionLogits: z.string().min(1).optional(),
 });
 
 const trainingConfig = z.strictObject({
@@ -327,6 +335,13 @@ export const campaignConfigSchema = z
         code: 'custom',
         path: ['metrics', 'fid', 'features'],
         message: "'mnist-classifier' trains on labels, and a folder has none: use 'inception' or 'none'",
+      });
+    }
+    if (fid.inceptionScore && fid.features === 'inception' && !fid.inceptionLogits) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metrics', 'fid', 'inceptionLogits'],
+        message: 'inceptionScore with Inception features needs the name of the ONNX output holding the logits',
       });
     }
     if (fid.features === 'inception' && !fid.inceptionOnnx) {

@@ -127,9 +127,10 @@ export async function samplePriorImage(
   const x = asImages(rows, imageShape(config));
   const samples = await putTensors(store, campaignKeys.priorSamples(input.campaignId), { x }, { sampler: 'heun' });
   const truth = await readTruth(store, input.truth);
-  const fid = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));
+  const quality = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));
   const metrics: Record<string, number> = {};
-  if (Number.isFinite(fid)) metrics.fid = round(fid);
+  if (Number.isFinite(quality.fid)) metrics.fid = round(quality.fid);
+  if (Number.isFinite(quality.inceptionScore)) metrics.inception_score = round(quality.inceptionScore);
   return { samples, metrics };
 }
 
