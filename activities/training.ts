@@ -82,6 +82,7 @@ export async function runCampaignTraining(
         epsilon: 1e-8,
         clip: training.clip,
         emaDecay: training.emaDecay,
+        emaWarmup: training.emaWarmup,
       },
       lrSchedule: training.lrSchedule,
       timeDistribution: training.timeDistribution,

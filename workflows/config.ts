@@ -193,6 +193,12 @@ const trainingConfig = z.strictObject({
   lrSchedule: z.enum(['constant', 'cosine']).default('cosine'),
   clip: z.number().nonnegative().default(1),
   emaDecay: z.number().min(0).lt(1).default(0.999),
+  /**
+   * Steps of the EMA's warm-up, d_t = min(emaDecay, (1 + t) / (10 + t)); from then on the
+   * decay is `emaDecay` as configured (the ramp alone would need 8,990 steps to reach 0.999).
+   */
+  emaWarmup: positiveInt.default(100),
+  /** Default: 'beta-mixture' (DiffEM's tuned distribution) for vectors, 'beta33' for images. */
   timeDistribution: z.enum(['beta33', 'beta-mixture', 'uniform']).default('beta-mixture'),
   checkpointEvery: positiveInt.default(250),
 });
@@ -215,6 +221,7 @@ export const campaignConfigSchema = z
       pixelMaskChannelConfig,
       blurChannelConfig,
     ]),
+    /** sigmaMax defaults to 10 for vectors and to 1e2 for images (`IMAGE_DEFAULTS`). */
     schedule: z
       .strictObject({ sigmaMin: z.number().positive().default(1e-3), sigmaMax: z.number().positive().default(10) })
       .refine((s) => s.sigmaMax > s.sigmaMin, { message: 'sigmaMax must exceed sigmaMin', path: ['sigmaMax'] })
@@ -430,9 +437,25 @@ export class ConfigError extends Error {
   }
 }
 
+/** Defaults that depend on the data's kind: images take sigma_max = 1e2 and Beta(3,3), as the papers' image runs. */
+export const IMAGE_DEFAULTS = { sigmaMax: 100, timeDistribution: 'beta33' } as const;
+
+function withKindDefaults(document: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(document) || !isObject(document.data) || typeof document.data.kind !== 'string') return document;
+  if (!isImageDataKind(document.data.kind)) return document;
+  const schedule = isObject(document.schedule) ? document.schedule : document.schedule === undefined ? {} : null;
+  const training = isObject(document.training) ? document.training : document.training === undefined ? {} : null;
+  return {
+    ...document,
+    ...(schedule ? { schedule: { sigmaMax: IMAGE_DEFAULTS.sigmaMax, ...schedule } } : {}),
+    ...(training ? { training: { timeDistribution: IMAGE_DEFAULTS.timeDistribution, ...training } } : {}),
+  };
+}
+
 /** Validates a parsed document; the error lists every bad field by its path. */
 export function parseCampaignConfig(document: unknown, source = 'config'): CampaignConfig {
-  const result = campaignConfigSchema.safeParse(document);
+  const result = campaignConfigSchema.safeParse(withKindDefaults(document));
   if (result.success) return narrowConfig(result.data, source);
   const issues = result.error.issues.map((issue) => {
     const path = issue.path.length ? issue.path.join('.') : '(root)';
