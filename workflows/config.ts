@@ -319,13 +319,6 @@ export const campaignConfigSchema = z
         message: `vector data (${config.data.kind}) needs model kind 'mlp', got '${config.model.kind}'`,
       });
     }
-    if (imageData && config.method !== 'diffem') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['method'],
-        message: `image campaigns run method 'diffem' (EM-MMPS is implemented for vectors only)`,
-      });
-    }
     if (config.data.kind === 'folder' && config.model.kind === 'unet') {
       const levels = config.model.levels.length;
       if (Math.min(config.data.height, config.data.width) < 2 ** (levels - 1)) {

@@ -42,6 +42,8 @@ import {
 } from './common.js';
 import { readTruth } from './evaluate.js';
 import { fidOf } from './fid.js';
+import { mmpsImagePosteriorSample } from './mmps.js';
+import { mStepIsConditional } from '../domain.js';
 
 async function openUnet(
   store: ArtifactStore,
@@ -74,20 +76,42 @@ export async function posteriorSampleImage(
   const { campaignId, lap, shard } = input;
   const store = storeFor(input.store);
   const { y, ops } = await loadImageShard(store, config, shard);
-  const channel = imageChannelOf(config);
-  const cond = asRows(channel.conditioning(ops, y));
-  const denoiser: Denoiser = await openUnet(store, config, input.model, true);
+  const rng = Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`);
   let rows;
-  try {
-    rows = await ancestralSample(denoiser, {
-      steps: config.estep.steps,
-      schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
-      rng: Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`),
-      cond,
+  // Network passes per observation: one per sampler step plus the final denoise under DiffEM.
+  let passes = config.estep.steps + 1;
+  let guidance: PosteriorSampleOutput['guidance'];
+  if (mStepIsConditional(config)) {
+    const channel = imageChannelOf(config);
+    const cond = asRows(channel.conditioning(ops, y));
+    const denoiser: Denoiser = await openUnet(store, config, input.model, true);
+    try {
+      rows = await ancestralSample(denoiser, {
+        steps: config.estep.steps,
+        schedule: logLinearSchedule(config.schedule.sigmaMin, config.schedule.sigmaMax),
+        rng,
+        cond,
+        onStep: stepReporter(context),
+      });
+    } finally {
+      await denoiser.dispose?.();
+    }
+  } else {
+    if (!input.weights) {
+      throw new BadInputError('InvalidConfig', `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`);
+    }
+    const result = await mmpsImagePosteriorSample({
+      store,
+      config,
+      weights: input.weights,
+      y,
+      ops,
+      rng,
       onStep: stepReporter(context),
     });
-  } finally {
-    await denoiser.dispose?.();
+    rows = result.rows;
+    passes = result.passes;
+    guidance = result.guidance;
   }
   checkFinite(rows, `E-step samples of lap ${lap} shard ${shard.index} (model ${input.model.key})`);
   const key = campaignKeys.posteriorShard(campaignId, input.final ? 'final' : lap, shard.index);
@@ -99,7 +123,8 @@ export async function posteriorSampleImage(
   );
   return {
     samples,
-    evaluations: (shard.end - shard.start) * (config.estep.steps + 1),
+    evaluations: (shard.end - shard.start) * passes,
+    ...(guidance ? { guidance } : {}),
   };
 }
 
