@@ -33,14 +33,22 @@ interface SweepPoint {
   seconds: number;
 }
 
-function scaled(config: CampaignConfig, multiplier: number, base: { steps?: number; count?: number; laps?: number }): CampaignConfig {
+function scaled(
+  config: CampaignConfig,
+  multiplier: number,
+  base: { steps?: number; count?: number; laps?: number },
+): CampaignConfig {
   const steps = base.steps ?? config.training.steps;
   const ratio = (config.training.firstSteps ?? config.training.steps) / config.training.steps;
   const data = base.count && config.data.kind === 'manifold' ? { ...config.data, count: base.count } : config.data;
   return {
     ...config,
     data,
-    em: { ...config.em, laps: base.laps ?? config.em.laps, shardSize: Math.min(config.em.shardSize, base.count ?? Infinity) },
+    em: {
+      ...config.em,
+      laps: base.laps ?? config.em.laps,
+      shardSize: Math.min(config.em.shardSize, base.count ?? Infinity),
+    },
     training: {
       ...config.training,
       steps: steps * multiplier,
@@ -79,20 +87,29 @@ function sweepSvg(points: SweepPoint[]): string {
       parts.push(`<text x="${X(Math.log2(m))}" y="${h - pad.b + 16}" text-anchor="middle" font-size="11">${m}x</text>`);
     }
     for (const v of [y0, (y0 + y1) / 2, y1]) {
-      parts.push(`<text x="${ox + pad.l - 6}" y="${Y(v) + 4}" text-anchor="end" font-size="11">${v.toPrecision(3)}</text>`);
+      parts.push(
+        `<text x="${ox + pad.l - 6}" y="${Y(v) + 4}" text-anchor="end" font-size="11">${v.toPrecision(3)}</text>`,
+      );
     }
-    parts.push(`<text x="${ox + w / 2}" y="${h - 8}" text-anchor="middle" font-size="11">training steps per lap (x base)</text>`);
+    parts.push(
+      `<text x="${ox + w / 2}" y="${h - 8}" text-anchor="middle" font-size="11">training steps per lap (x base)</text>`,
+    );
     for (const method of Object.keys(COLORS)) {
       const line = present.filter((q) => q.method === method).sort((a, b) => a.multiplier - b.multiplier);
       if (!line.length) continue;
       const path = line.map((q, i) => `${i ? 'L' : 'M'}${X(Math.log2(q.multiplier))},${Y(q.metrics[key])}`).join(' ');
       parts.push(`<path d="${path}" fill="none" stroke="${COLORS[method]}" stroke-width="2"/>`);
       for (const q of line)
-        parts.push(`<circle cx="${X(Math.log2(q.multiplier))}" cy="${Y(q.metrics[key])}" r="3.5" fill="${COLORS[method]}"/>`);
+        parts.push(
+          `<circle cx="${X(Math.log2(q.multiplier))}" cy="${Y(q.metrics[key])}" r="3.5" fill="${COLORS[method]}"/>`,
+        );
     }
   });
   const legend = Object.entries(COLORS)
-    .map(([m, c], i) => `<rect x="${16 + i * 90}" y="${h + 4}" width="12" height="12" fill="${c}"/><text x="${32 + i * 90}" y="${h + 14}" font-size="12">${m}</text>`)
+    .map(
+      ([m, c], i) =>
+        `<rect x="${16 + i * 90}" y="${h + 4}" width="12" height="12" fill="${c}"/><text x="${32 + i * 90}" y="${h + 14}" font-size="12">${m}</text>`,
+    )
     .join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${3 * w}" height="${h + 24}" font-family="DejaVu Sans, sans-serif"><rect width="100%" height="100%" fill="white"/>${parts.join('')}${legend}</svg>`;
 }
@@ -109,7 +126,10 @@ async function main(): Promise<void> {
       steps: { type: 'string' },
     },
   });
-  if (!values.store || !values.out) throw new Error('usage: budget-sweep --store DIR --out DIR [--config FILE] [--multipliers 1,4,16] [--count N] [--laps L] [--steps S]');
+  if (!values.store || !values.out)
+    throw new Error(
+      'usage: budget-sweep --store DIR --out DIR [--config FILE] [--multipliers 1,4,16] [--count N] [--laps L] [--steps S]',
+    );
   const positive = (name: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -117,7 +137,11 @@ async function main(): Promise<void> {
     return n;
   };
   const multipliers = values.multipliers.split(',').map((m) => positive('multipliers', m) as number);
-  const base = { count: positive('count', values.count), laps: positive('laps', values.laps), steps: positive('steps', values.steps) };
+  const base = {
+    count: positive('count', values.count),
+    laps: positive('laps', values.laps),
+    steps: positive('steps', values.steps),
+  };
   const config = await loadConfigFile(values.config);
   const points: SweepPoint[] = [];
   await mkdir(values.out, { recursive: true });
@@ -138,8 +162,16 @@ async function main(): Promise<void> {
       });
     }
     // Written after every budget, so a long sweep shows its progress.
-    await writeFile(join(values.out, 'budget-sweep.json'), JSON.stringify({ config: values.config, base, points }, null, 2));
-    await writeFile(join(values.out, 'budget-sweep.png'), await sharp(Buffer.from(sweepSvg(points))).png().toBuffer());
+    await writeFile(
+      join(values.out, 'budget-sweep.json'),
+      JSON.stringify({ config: values.config, base, points }, null, 2),
+    );
+    await writeFile(
+      join(values.out, 'budget-sweep.png'),
+      await sharp(Buffer.from(sweepSvg(points)))
+        .png()
+        .toBuffer(),
+    );
   }
   for (const p of points) {
     process.stdout.write(

@@ -325,12 +325,7 @@ export async function loadFinalStage(
 }
 
 /** The final E-step and what follows it, from the journal's `final/` steps. */
-function finalStage(
-  steps: StepRecord[],
-  metrics: Metrics | null,
-  lap: number,
-  before: SpentBefore,
-): ReportLap | null {
+function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, before: SpentBefore): ReportLap | null {
   const final = steps.filter((s) => s.step.startsWith('final/')).sort((a, b) => (a.step < b.step ? -1 : 1));
   if (!metrics && final.length === 0) return null;
   const evaluate = final.find((s) => s.step === 'final/evaluate');
@@ -340,7 +335,8 @@ function finalStage(
   const prior = final.find((s) => s.step === 'final/prior' && s.status === 'done');
   const training = prior ? numberField(prior.output, 'trainingEvaluations') : 0;
   const guidance = estep.reduce<GuidanceStats | undefined>((sum, s) => {
-    const g = s.output && typeof s.output === 'object' ? (s.output as { guidance?: GuidanceStats }).guidance : undefined;
+    const g =
+      s.output && typeof s.output === 'object' ? (s.output as { guidance?: GuidanceStats }).guidance : undefined;
     return g ? mergeGuidance(sum, g) : sum;
   }, undefined);
   const seconds = round3(final.reduce((sum, s) => sum + numberField(s.output, 'seconds'), 0));

@@ -77,7 +77,8 @@ function summarySection(data: ReportData): string {
 function settingsTable(data: ReportData): string {
   const rows = data.runs.map((run) => {
     const s = run.settings;
-    const solve = s.method === 'emmps' ? `${s.solver ?? 'cg'}, ${s.solverIterations ?? 'exact (small m)'} iterations` : '-';
+    const solve =
+      s.method === 'emmps' ? `${s.solver ?? 'cg'}, ${s.solverIterations ?? 'exact (small m)'} iterations` : '-';
     const spent = run.laps.reduce(
       (acc, l) => {
         if (!l.guidance) return acc;

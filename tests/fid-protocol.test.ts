@@ -56,7 +56,10 @@ test('Inception Score: 1 for identical predictions, K for confident predictions 
 test('uint8 quantisation: values within half a level of a byte land on it, and levels are fixed points', () => {
   // Byte b sits at -2 + b * 4 / 255 (0 is between two levels).
   const levels = Float32Array.from([-2, -2 + STEP, -2 + 128 * STEP, 2 - STEP, 2]);
-  assert.deepEqual(quantizeUint8(levels), levels.map((v) => Math.fround(v)));
+  assert.deepEqual(
+    quantizeUint8(levels),
+    levels.map((v) => Math.fround(v)),
+  );
   const nudged = levels.map((v, i) => v + (i % 2 ? 0.4 : -0.4) * STEP);
   assert.deepEqual(quantizeUint8(nudged), quantizeUint8(levels));
   assert.deepEqual([...quantizeUint8(Float32Array.from([-3, 2.5]))], [-2, 2]);
@@ -90,19 +93,17 @@ test('FID on the train-set protocol: 0 for the train set itself (also nudged wit
   const itself = await fidOf(store, config, fid, train, Rng.derive(1, 'subset'));
   assert.ok(Math.abs(itself.fid) < 1e-3, `FID of the train set against itself: ${itself.fid}`);
   // A sample that differs from the train images by less than half a byte level is the same image once saved.
-  const nudged = ndarray(train.shape, train.data.map((v, i) => v + (i % 3 === 0 ? 0.45 : -0.3) * STEP));
+  const nudged = ndarray(
+    train.shape,
+    train.data.map((v, i) => v + (i % 3 === 0 ? 0.45 : -0.3) * STEP),
+  );
   const saved = await fidOf(store, config, fid, nudged, Rng.derive(1, 'subset'));
   assert.equal(saved.fid, itself.fid);
 
   const other = await fidOf(store, config, fid, heldout, Rng.derive(1, 'subset'));
   const theirs = gaussianStats((await featurise(model, heldout, config)).features);
   // The reference as stored is float32; so is the known answer's.
-  const known = frechetDistance(
-    theirs.mean,
-    theirs.cov,
-    Float32Array.from(stats.mean),
-    Float32Array.from(stats.cov),
-  );
+  const known = frechetDistance(theirs.mean, theirs.cov, Float32Array.from(stats.mean), Float32Array.from(stats.cov));
   assert.ok(other.fid > 1, `FID of shifted images ${other.fid}`);
   assert.ok(Math.abs(other.fid - known) < 1e-6 * Math.max(1, known), `${other.fid} vs ${known}`);
   assert.ok(Number.isNaN(other.inceptionScore), 'no Inception Score unless asked for');

@@ -26,7 +26,10 @@ test('per-kind defaults: images get sigma_max 1e2 and Beta(3,3), vectors 10 and 
     schedule: { sigmaMin: 0.01, sigmaMax: 50 },
     training: { timeDistribution: 'uniform' },
   });
-  assert.deepEqual([given.schedule.sigmaMin, given.schedule.sigmaMax, given.training.timeDistribution], [0.01, 50, 'uniform']);
+  assert.deepEqual(
+    [given.schedule.sigmaMin, given.schedule.sigmaMax, given.training.timeDistribution],
+    [0.01, 50, 'uniform'],
+  );
   const partial = parseCampaignConfig({ ...image, schedule: { sigmaMin: 0.01 } });
   assert.equal(partial.schedule.sigmaMax, 100);
   assert.equal(img.training.emaWarmup, 100);

@@ -56,7 +56,10 @@ async function checkExact(channel: ImageChannel, seed: number): Promise<void> {
   const ATv = operator.adjoint(v);
   const left = Ax.reduce((s, a, k) => s + a * v[k], 0);
   const right = x.reduce((s, a, k) => s + a * ATv[k], 0);
-  assert.ok(Math.abs(left - right) < 1e-5 * (1 + Math.abs(left)), `${channel.kind}: <Ax, v> ${left} vs <x, A^T v> ${right}`);
+  assert.ok(
+    Math.abs(left - right) < 1e-5 * (1 + Math.abs(left)),
+    `${channel.kind}: <Ax, v> ${left} vs <x, A^T v> ${right}`,
+  );
 
   const y = rng.fillNormal(new Float64Array(N * D), 0.5);
   const denoiser = new DifferentiableGaussianDenoiser(prior.mean, prior.cov);
@@ -64,10 +67,16 @@ async function checkExact(channel: ImageChannel, seed: number): Promise<void> {
     for (const s of [1e-2, 0.3, 3]) {
       const xt = new Float64Array(N * D);
       for (let k = 0; k < N * D; k++) xt[k] = prior.mean[k % D] + rng.normal() + s * rng.normal();
-      const guided = await mmpsDenoise(denoiser, xt, new Float64Array(N).fill(s), { y, operator, noiseStd: SY }, {
-        iterations: D,
-        solver,
-      });
+      const guided = await mmpsDenoise(
+        denoiser,
+        xt,
+        new Float64Array(N).fill(s),
+        { y, operator, noiseStd: SY },
+        {
+          iterations: D,
+          solver,
+        },
+      );
       for (let i = 0; i < N; i++) {
         // Two exact Bayesian updates: on x_t = x + sigma z, then on y_i = A_i x + e.
         const afterXt = gaussianPosterior(xt.subarray(i * D, (i + 1) * D), identity(D), s, prior);
@@ -80,15 +89,24 @@ async function checkExact(channel: ImageChannel, seed: number): Promise<void> {
         }
         const relative = Math.sqrt(err / norm);
         // float32 images at the channel's boundary bound the agreement, not the method.
-        assert.ok(relative < 1e-4, `${channel.kind} ${solver} sigma ${s} row ${i}: relative error ${relative.toExponential(2)}`);
+        assert.ok(
+          relative < 1e-4,
+          `${channel.kind} ${solver} sigma ${s} row ${i}: relative error ${relative.toExponential(2)}`,
+        );
       }
     }
   }
   // One iteration is not exact: the check has teeth.
   const xt = Float64Array.from({ length: N * D }, (_, k) => prior.mean[k % D] + Math.sin(k));
-  const rough = await mmpsDenoise(denoiser, xt, new Float64Array(N).fill(1), { y, operator, noiseStd: SY }, {
-    iterations: 1,
-  });
+  const rough = await mmpsDenoise(
+    denoiser,
+    xt,
+    new Float64Array(N).fill(1),
+    { y, operator, noiseStd: SY },
+    {
+      iterations: 1,
+    },
+  );
   const afterXt = gaussianPosterior(xt.subarray(0, D), identity(D), 1, prior);
   const exact = gaussianPosterior(y.subarray(0, D), denseRow(operator.apply, 0), SY, afterXt);
   const gap = Math.hypot(...exact.mean.map((m, j) => m - rough.mean[j])) / Math.hypot(...exact.mean);

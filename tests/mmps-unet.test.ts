@@ -53,8 +53,14 @@ test('the U-Net VJP matches finite differences of the U-Net', async () => {
   const vjp = await at.vjp(v);
   // <v, J dx> by central differences against <J^T v, dx>, per image (images never mix).
   const h = 1e-2;
-  const plus = await unet.linearize(x.map((xi, k) => xi + h * dx[k]), sigma);
-  const minus = await unet.linearize(x.map((xi, k) => xi - h * dx[k]), sigma);
+  const plus = await unet.linearize(
+    x.map((xi, k) => xi + h * dx[k]),
+    sigma,
+  );
+  const minus = await unet.linearize(
+    x.map((xi, k) => xi - h * dx[k]),
+    sigma,
+  );
   for (let i = 0; i < 2; i++) {
     let fd = 0;
     let ad = 0;
@@ -89,5 +95,7 @@ test('the EM-MMPS image E-step: finite samples, its passes and solves counted', 
   assert.ok(result.passes > 2 * (STEPS + 1) && result.passes <= 5 * (STEPS + 1), `passes ${result.passes}`);
   // A random U-Net's Jacobian is no covariance: the solves may clamp, but they are recorded and finite.
   assert.ok(Number.isInteger(result.guidance.breakdowns) && result.guidance.breakdowns >= 0);
-  assert.ok(Number.isFinite(result.guidance.residualMax) && result.guidance.residualMax >= result.guidance.residualMean);
+  assert.ok(
+    Number.isFinite(result.guidance.residualMax) && result.guidance.residualMax >= result.guidance.residualMean,
+  );
 });

@@ -75,7 +75,7 @@ test('compare runs both methods on the same data and records their E-step cost',
   assert.equal(emmps.final?.cumulativeEvaluations, 3 * 3 * COUNT * (STEPS + 1));
 });
 
-test('compare gives each method its authors\' settings and records the baseline\'s guidance solves per lap', () => {
+test("compare gives each method its authors' settings and records the baseline's guidance solves per lap", () => {
   const [diffem, emmps] = record.runs;
   assert.equal(record.sameSettings, false);
   assert.equal(diffem.settings.timeDistribution, 'beta-mixture');

@@ -93,8 +93,7 @@ export function mergeGuidance(a: GuidanceStats | undefined, b: GuidanceStats): G
     evaluations,
     breakdowns: a.breakdowns + b.breakdowns,
     residualMax: Math.max(a.residualMax, b.residualMax),
-    residualMean:
-      evaluations > 0 ? (a.residualMean * a.evaluations + b.residualMean * b.evaluations) / evaluations : 0,
+    residualMean: evaluations > 0 ? (a.residualMean * a.evaluations + b.residualMean * b.evaluations) / evaluations : 0,
   };
 }
 

@@ -98,7 +98,10 @@ export async function posteriorSampleImage(
     }
   } else {
     if (!input.weights) {
-      throw new BadInputError('InvalidConfig', `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`);
+      throw new BadInputError(
+        'InvalidConfig',
+        `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`,
+      );
     }
     const result = await mmpsImagePosteriorSample({
       store,

@@ -14,7 +14,8 @@ export function imageOperator(channel: ImageChannel, ops: ImageOperators, rows: 
   const shape = [rows, channel.height, channel.width, channel.channels];
   const d = channel.height * channel.width * channel.channels;
   const through = (f: typeof channel.forward, v: Float64Array, what: string): Float64Array => {
-    if (v.length !== rows * d) throw new RangeError(`image operator ${what}: got ${v.length} values, expected ${rows}x${d}`);
+    if (v.length !== rows * d)
+      throw new RangeError(`image operator ${what}: got ${v.length} values, expected ${rows}x${d}`);
     return Float64Array.from(f(ops, ndarray(shape, Float32Array.from(v))).data);
   };
   return {

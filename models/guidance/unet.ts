@@ -19,7 +19,9 @@ export class DifferentiableUnet implements DifferentiableDenoiser {
   constructor(private readonly network: UnetNetwork) {
     const { height, width, channels, condChannels } = network.config;
     if (condChannels !== 0) {
-      throw new RangeError(`DifferentiableUnet needs an unconditional network, got ${condChannels} conditioning channels`);
+      throw new RangeError(
+        `DifferentiableUnet needs an unconditional network, got ${condChannels} conditioning channels`,
+      );
     }
     this.dim = height * width * channels;
   }
@@ -27,7 +29,8 @@ export class DifferentiableUnet implements DifferentiableDenoiser {
   async linearize(xt: Float64Array, sigma: ArrayLike<number>): Promise<Linearization> {
     const n = sigma.length;
     const d = this.dim;
-    if (xt.length !== n * d) throw new RangeError(`DifferentiableUnet: x_t has ${xt.length} values, expected ${n}x${d}`);
+    if (xt.length !== n * d)
+      throw new RangeError(`DifferentiableUnet: x_t has ${xt.length} values, expected ${n}x${d}`);
     const { height, width, channels } = this.network.config;
     const shape: [number, number, number, number] = [n, height, width, channels];
     const x = tf.tensor4d(Float32Array.from(xt), shape);

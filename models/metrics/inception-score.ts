@@ -16,7 +16,8 @@ export interface InceptionScore {
 }
 
 export function inceptionScore(logits: ArrayLike<number>, n: number, classes: number, splits = 10): InceptionScore {
-  if (logits.length !== n * classes) throw new RangeError(`inceptionScore: ${logits.length} logits for ${n}x${classes}`);
+  if (logits.length !== n * classes)
+    throw new RangeError(`inceptionScore: ${logits.length} logits for ${n}x${classes}`);
   if (!(Number.isInteger(splits) && splits >= 1 && splits <= n))
     throw new RangeError(`inceptionScore: ${splits} splits of ${n} images`);
   const p = new Float64Array(n * classes);
