@@ -48,3 +48,19 @@ test('without a floor a non-positive curvature still stops the row (no bounded s
   assert.equal(solve.breakdowns, 1);
   assert.equal(solve.iterations, 1);
 });
+
+test("with clampedStep 'drop' a clamped direction adds nothing to u, and the row still solves the rest", async () => {
+  // Row 0 lies along the bad direction only; row 1 starts with a healthy direction, then meets the bad axis.
+  const b = Float64Array.from([1, 0, 1, 1]);
+  const solve = await conjugateGradient(diagonalSystem, b, 2, 2, {
+    iterations: 2,
+    curvatureFloor: S2Y,
+    clampedStep: 'drop',
+  });
+  assert.deepEqual([solve.x[0], solve.x[1]], [0, 0]);
+  assert.equal(solve.breakdowns, 2);
+  const kept = await conjugateGradient(diagonalSystem, b.subarray(2), 1, 2, { iterations: 1, curvatureFloor: S2Y });
+  // Row 1 keeps its healthy first step exactly and drops only the clamped second one.
+  assert.ok(Math.abs(solve.x[2] - kept.x[0]) < 1e-12 && Math.abs(solve.x[3] - kept.x[1]) < 1e-12);
+  assert.ok(solve.x.every(Number.isFinite));
+});

@@ -25,6 +25,14 @@ import type { BatchedMatVec, KrylovOptions, KrylovResult } from './krylov.js';
 
 export interface ConjugateGradientOptions extends KrylovOptions {
   /**
+   * What a clamped direction adds to u: 'solve' (default) its step, so u solves the clamped
+   * system; 'drop' nothing, for callers that multiply u by the very matrix whose curvature
+   * failed (guidance multiplies it by the learned covariance, zero along a clamped direction
+   * in the clamped model but not in the network), while the residual still counts the
+   * direction as solved and the iteration goes on.
+   */
+  clampedStep?: 'solve' | 'drop';
+  /**
    * Least curvature p.M p / p.p that M is known to have (default 0: M must be positive
    * definite). A smaller one is clamped to it (see above).
    */
@@ -45,6 +53,7 @@ export async function conjugateGradient(
   }
   const tolerance = options.tolerance ?? 1e-12;
   const floor = options.curvatureFloor ?? 0;
+  const keepClamped = (options.clampedStep ?? 'solve') === 'solve';
   const x = new Float64Array(rows * size);
   const r = Float64Array.from(b);
   const p = Float64Array.from(b);
@@ -79,8 +88,9 @@ export async function conjugateGradient(
       // Clamped: M p := floor p along this direction (zero covariance), so the step stays bounded.
       const alpha = healthy ? rr[i] / curvature[i] : rr[i] / (floor * lengths[i]);
       let next = 0;
+      const step = healthy || keepClamped ? alpha : 0;
       for (let j = i * size; j < (i + 1) * size; j++) {
-        x[j] += alpha * p[j];
+        x[j] += step * p[j];
         r[j] -= alpha * (healthy ? mp[j] : floor * p[j]);
         next += r[j] * r[j];
       }

@@ -21,7 +21,10 @@
  * directions (mostly at high noise, where J ~ Cov[x] / sigma^2 is small and the network's
  * error is not); as a true covariance makes the system matrix at least s_y^2 I, a CG
  * direction with less curvature is clamped to s_y^2 (zero covariance along it, counted in
- * `breakdowns`) instead of taking an unbounded step or leaving the row unguided. `MmpsDenoiser` exposes D_y through the plain
+ * `breakdowns`) instead of taking an unbounded step or leaving the row unguided: the solve
+ * goes on in the other directions, and the clamped one adds nothing to u, as its share would
+ * be multiplied by the covariance (zero there) in the final product, while the network's
+ * J^T, which is not zero there, would turn a step of size |r| / s_y^2 into a blow-up. `MmpsDenoiser` exposes D_y through the plain
  * `Denoiser` contract, so the E-step's ancestral sampler runs it unchanged.
  * Reference: Rozet, Andry, Lanusse & Louppe, "Learning Diffusion Priors from Observations
  * by Expectation Maximization" (NeurIPS 2024), Sec. 3-4; the azula library's MMPSDenoiser.
@@ -105,7 +108,7 @@ export async function mmpsDenoise(
     const solve =
       (options.solver ?? 'cg') === 'cg'
         ? // M = s_y^2 I + A Cov A^T >= s_y^2 I for a true covariance: less curvature flags a bad Jacobian.
-          await conjugateGradient(system, residual, n, m, { ...settings, curvatureFloor: s2y })
+          await conjugateGradient(system, residual, n, m, { ...settings, curvatureFloor: s2y, clampedStep: 'drop' })
         : await gmres(system, residual, n, m, settings);
     const correction = await covariance(operator.adjoint(solve.x));
     const mean = Float64Array.from(linear.value);
