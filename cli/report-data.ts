@@ -382,9 +382,11 @@ export async function observationsDigest(store: ArtifactStore, campaignId: strin
   if (!ref) throw new Error(`campaign '${campaignId}' has no observations (${key})`);
   const { tensors } = await getTensors(store, ref);
   const hash = createHash('sha256');
-  for (const name of ['y', 'A']) {
+  if (!tensors.y) throw new Error(`${key}: no tensor 'y'`);
+  // y, then the operators under their names (A for vectors; masks, or sigmas and kernels, for images).
+  const names = ['y', ...Object.keys(tensors).filter((n) => n !== 'y').sort()];
+  for (const name of names) {
     const t = tensors[name];
-    if (!t) throw new Error(`${key}: no tensor '${name}'`);
     hash.update(`${name}[${t.shape.join(',')}]`);
     hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   }
