@@ -26,7 +26,7 @@ import { campaignHistory } from './history.js';
 /** The comparison record that `diffem compare` writes under `campaigns/{id}/comparison.json`. */
 export interface ComparisonRecord {
   id: string;
-  /** sha256 of the observations' values (shapes and float32 bytes of y and A), equal for both runs. */
+  /** sha256 of the observations' values (shapes and float32 bytes of y and the operators), equal for both runs. */
   datasetDigest: string;
   seed: number;
   laps: number;
@@ -384,7 +384,12 @@ export async function observationsDigest(store: ArtifactStore, campaignId: strin
   const hash = createHash('sha256');
   if (!tensors.y) throw new Error(`${key}: no tensor 'y'`);
   // y, then the operators under their names (A for vectors; masks, or sigmas and kernels, for images).
-  const names = ['y', ...Object.keys(tensors).filter((n) => n !== 'y').sort()];
+  const names = [
+    'y',
+    ...Object.keys(tensors)
+      .filter((n) => n !== 'y')
+      .sort(),
+  ];
   for (const name of names) {
     const t = tensors[name];
     hash.update(`${name}[${t.shape.join(',')}]`);
