@@ -83,6 +83,7 @@ export async function runCampaignTraining(
         epsilon: 1e-8,
         clip: training.clip,
         emaDecay: training.emaDecay,
+        emaWarmup: training.emaWarmup,
       },
       lrSchedule: training.lrSchedule,
       timeDistribution: training.timeDistribution,
@@ -121,6 +122,7 @@ export async function runCampaignTraining(
     resumedFromStep: resume?.optimizer.step ?? 0,
     gradientShards: shared.gradientShards,
     trainThreads: shared.threads,
+    trainingEvaluations: steps * training.batchSize * 2,
   };
 }
 

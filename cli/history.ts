@@ -13,7 +13,7 @@ import {
 } from '../engines/records.js';
 import type { lineageOf } from '../engines/lineage.js';
 import { formatDuration } from '../engines/local/progress.js';
-import type { ArtifactRef, Metrics } from '../workflows/types.js';
+import type { ArtifactRef, GuidanceStats, Metrics } from '../workflows/types.js';
 
 export interface LapHistory {
   lap: number;
@@ -25,6 +25,9 @@ export interface LapHistory {
   attempts: number;
   failures: number;
   evaluations: number;
+  /** Training's network passes (0 in records written before they were counted). */
+  trainingEvaluations: number;
+  guidance?: GuidanceStats;
   seeds: Record<string, string>;
 }
 
@@ -66,6 +69,8 @@ export async function campaignHistory(store: ArtifactStore, campaignId: string):
         attempts,
         failures,
         evaluations: r.evaluations,
+        trainingEvaluations: r.trainingEvaluations ?? 0,
+        ...(r.guidance ? { guidance: r.guidance } : {}),
         seeds: r.seeds,
       };
     });
@@ -81,6 +86,7 @@ const COLUMNS: Array<[string, string]> = [
   ['psnr', 'psnr'],
   ['ssim', 'ssim'],
   ['fid', 'fid'],
+  ['inception_score', 'IS'],
 ];
 
 export function historyTable(history: LapHistory[]): string {

@@ -18,30 +18,89 @@ import {
   type StepRecord,
 } from '../engines/records.js';
 import { curveFunction, type CurveParams } from '../models/manifold.js';
-import { collectRefs } from '../workflows/campaign.js';
+import { collectRefs, mergeGuidance } from '../workflows/campaign.js';
 import { lineageOf } from '../engines/lineage.js';
 import type { CampaignConfig } from '../workflows/config.js';
-import type { ArtifactRef, CampaignSummary, Metrics } from '../workflows/types.js';
+import type { ArtifactRef, CampaignSummary, GuidanceStats, Metrics } from '../workflows/types.js';
 import { campaignHistory } from './history.js';
 
 /** The comparison record that `diffem compare` writes under `campaigns/{id}/comparison.json`. */
 export interface ComparisonRecord {
   id: string;
-  /** sha256 of the observations' values (shapes and float32 bytes of y and A), equal for both runs. */
+  /** sha256 of the observations' values (shapes and float32 bytes of y and the operators), equal for both runs. */
   datasetDigest: string;
   seed: number;
   laps: number;
   trainingSteps: number;
   estepSteps: number;
-  mmpsCgIterations: number;
+  /** True when both methods ran the shared config's settings (`--same-settings`). */
+  sameSettings?: boolean;
   runs: ComparisonRun[];
+}
+
+/** What a method ran on: its training noise levels, sampler and (EM-MMPS) guidance solve. */
+export interface MethodSettings {
+  method: CampaignConfig['method'];
+  timeDistribution: string;
+  sigmaMin: number;
+  sigmaMax: number;
+  trainingSteps: number;
+  estepSteps: number;
+  /** EM-MMPS only. */
+  solver?: 'cg' | 'gmres';
+  /** EM-MMPS only: Krylov iterations per guided evaluation, as recorded (else as configured; null: 'exact for small m', not yet run). */
+  solverIterations?: number | null;
+}
+
+export function methodSettings(
+  config: CampaignConfig,
+  laps: ReadonlyArray<{ guidance?: GuidanceStats }>,
+): MethodSettings {
+  const settings: MethodSettings = {
+    method: config.method,
+    timeDistribution: config.training.timeDistribution,
+    sigmaMin: config.schedule.sigmaMin,
+    sigmaMax: config.schedule.sigmaMax,
+    trainingSteps: config.training.steps,
+    estepSteps: config.estep.steps,
+  };
+  if (config.method !== 'emmps') return settings;
+  const recorded = laps.find((l) => l.guidance)?.guidance;
+  return {
+    ...settings,
+    solver: recorded?.solver ?? config.estep.mmpsSolver,
+    solverIterations: recorded?.iterations ?? config.estep.mmpsCgIterations ?? null,
+  };
+}
+
+export function describeSettings(s: MethodSettings): string {
+  const solve =
+    s.method === 'emmps'
+      ? `, guidance ${s.solver ?? 'cg'} x ${s.solverIterations ?? 'exact (small m)'} iterations`
+      : '';
+  return `time distribution ${s.timeDistribution}, sigma ${s.sigmaMin}..${s.sigmaMax}, ${s.trainingSteps} training steps per lap, ${s.estepSteps} sampler steps${solve}`;
 }
 
 export interface ComparisonRun {
   method: CampaignConfig['method'];
   campaignId: string;
-  laps: Array<{ lap: number; metrics: Metrics; evaluations: number; cumulativeEvaluations: number; seconds: number }>;
-  final: { metrics: Metrics; evaluations: number | null; cumulativeEvaluations: number | null } | null;
+  settings: MethodSettings;
+  laps: Array<{
+    lap: number;
+    metrics: Metrics;
+    evaluations: number;
+    cumulativeEvaluations: number;
+    /** Every network pass so far, training (forward and backward) and sampling. */
+    cumulativePasses: number;
+    seconds: number;
+    guidance?: GuidanceStats;
+  }>;
+  final: {
+    metrics: Metrics;
+    evaluations: number | null;
+    cumulativeEvaluations: number | null;
+    cumulativePasses: number | null;
+  } | null;
   priorMetrics: Metrics | null;
   seconds: number;
 }
@@ -58,6 +117,14 @@ export interface ReportLap {
   /** E-step network evaluations of this lap (null: unknown). */
   evaluations: number | null;
   cumulativeEvaluations: number | null;
+  /** Training's network passes of this lap (forward and backward per row). */
+  trainingEvaluations: number | null;
+  /** Every network pass so far, training and sampling: the report's cost axis. */
+  cumulativePasses: number | null;
+  /** Activity seconds so far (wall time of the work, replays excluded). */
+  cumulativeSeconds: number;
+  /** EM-MMPS only: the lap's guidance solves. */
+  guidance?: GuidanceStats;
   seconds: number;
   attempts: number;
   failures: number;
@@ -84,6 +151,7 @@ export interface ReportFigure {
 export interface ReportRun {
   campaignId: string;
   method: string;
+  settings: MethodSettings;
   status: string;
   /** sha256 of the observations' values (null: no observations stored yet). */
   datasetDigest: string | null;
@@ -135,6 +203,7 @@ const METRIC_ORDER = [
   'final_loss',
   'psnr',
   'fid',
+  'inception_score',
 ];
 
 /** A campaign's report, or a comparison's when `campaigns/{id}/comparison.json` exists. */
@@ -186,14 +255,22 @@ async function loadRun(
     listSteps(store, campaignId),
   ]);
   let total = 0;
+  let passes = 0;
+  let seconds = 0;
   const laps: ReportLap[] = history.map((h) => {
     total += h.evaluations;
+    passes += h.evaluations + h.trainingEvaluations;
+    seconds += h.seconds;
     return {
       lap: h.lap,
       label: `lap ${h.lap}`,
       metrics: h.metrics,
       evaluations: h.evaluations,
       cumulativeEvaluations: total,
+      trainingEvaluations: h.trainingEvaluations,
+      cumulativePasses: passes,
+      cumulativeSeconds: round3(seconds),
+      ...(h.guidance ? { guidance: h.guidance } : {}),
       seconds: h.seconds,
       attempts: h.attempts,
       failures: h.failures,
@@ -202,7 +279,11 @@ async function loadRun(
       artifacts: h.artifacts,
     };
   });
-  const final = finalStage(steps, summary?.lastMetrics ?? null, finalLap(summary, history), total);
+  const final = finalStage(steps, summary?.lastMetrics ?? null, finalLap(summary, history), {
+    evaluations: total,
+    passes,
+    seconds,
+  });
   if (final) laps.push(final);
 
   // Scatter projections suit low-dimensional data (the manifold); images have their figures.
@@ -215,6 +296,7 @@ async function loadRun(
   return {
     campaignId,
     method: config.method,
+    settings: methodSettings(config, history),
     status: status?.status ?? (summary ? 'done' : 'unknown'),
     datasetDigest: await observationsDigest(store, campaignId).catch(() => null),
     laps,
@@ -238,11 +320,18 @@ function finalLap(summary: CampaignSummary | null, history: Array<{ lap: number 
   return (summary?.laps ?? history.reduce((last, h) => Math.max(last, h.lap), 0)) + 1;
 }
 
-/** The final E-step of a campaign, counting from `before` evaluations. */
+/** What the laps before the final stage spent: E-step evaluations, all network passes, activity seconds. */
+export interface SpentBefore {
+  evaluations: number;
+  passes: number;
+  seconds: number;
+}
+
+/** The final E-step of a campaign, counting from what the laps spent. */
 export async function loadFinalStage(
   store: ArtifactStore,
   campaignId: string,
-  before: number,
+  before: SpentBefore,
 ): Promise<ReportLap | null> {
   const [steps, summary, history] = await Promise.all([
     listSteps(store, campaignId),
@@ -253,13 +342,21 @@ export async function loadFinalStage(
 }
 
 /** The final E-step and what follows it, from the journal's `final/` steps. */
-function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, before: number): ReportLap | null {
+function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, before: SpentBefore): ReportLap | null {
   const final = steps.filter((s) => s.step.startsWith('final/')).sort((a, b) => (a.step < b.step ? -1 : 1));
   if (!metrics && final.length === 0) return null;
   const evaluate = final.find((s) => s.step === 'final/evaluate');
   const estep = final.filter((s) => s.step.startsWith('final/estep/'));
   const done = estep.length > 0 && estep.every((s) => s.status === 'done');
   const evaluations = done ? estep.reduce((sum, s) => sum + numberField(s.output, 'evaluations'), 0) : null;
+  const prior = final.find((s) => s.step === 'final/prior' && s.status === 'done');
+  const training = prior ? numberField(prior.output, 'trainingEvaluations') : 0;
+  const guidance = estep.reduce<GuidanceStats | undefined>((sum, s) => {
+    const g =
+      s.output && typeof s.output === 'object' ? (s.output as { guidance?: GuidanceStats }).guidance : undefined;
+    return g ? mergeGuidance(sum, g) : sum;
+  }, undefined);
+  const seconds = round3(final.reduce((sum, s) => sum + numberField(s.output, 'seconds'), 0));
   const artifacts: ArtifactRef[] = [];
   for (const s of final) collectRefs(s.output, artifacts);
   const executions = final.flatMap((s) => s.executions);
@@ -277,8 +374,12 @@ function finalStage(steps: StepRecord[], metrics: Metrics | null, lap: number, b
     label: 'final',
     metrics: metrics ?? outputMetrics ?? {},
     evaluations,
-    cumulativeEvaluations: evaluations === null ? null : before + evaluations,
-    seconds: round3(final.reduce((sum, s) => sum + numberField(s.output, 'seconds'), 0)),
+    cumulativeEvaluations: evaluations === null ? null : before.evaluations + evaluations,
+    trainingEvaluations: training,
+    cumulativePasses: evaluations === null ? null : before.passes + evaluations + training,
+    cumulativeSeconds: round3(before.seconds + seconds),
+    ...(guidance ? { guidance } : {}),
+    seconds,
     attempts: executions.length,
     failures: executions.filter((e) => e.outcome !== 'done').length,
     started: starts[0] ?? null,
@@ -298,9 +399,16 @@ export async function observationsDigest(store: ArtifactStore, campaignId: strin
   if (!ref) throw new Error(`campaign '${campaignId}' has no observations (${key})`);
   const { tensors } = await getTensors(store, ref);
   const hash = createHash('sha256');
-  for (const name of ['y', 'A']) {
+  if (!tensors.y) throw new Error(`${key}: no tensor 'y'`);
+  // y, then the operators under their names (A for vectors; masks, or sigmas and kernels, for images).
+  const names = [
+    'y',
+    ...Object.keys(tensors)
+      .filter((n) => n !== 'y')
+      .sort(),
+  ];
+  for (const name of names) {
     const t = tensors[name];
-    if (!t) throw new Error(`${key}: no tensor '${name}'`);
     hash.update(`${name}[${t.shape.join(',')}]`);
     hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   }

@@ -35,15 +35,15 @@ ${summarySection(data)}
 <section id="lap-metrics"><h2>Metrics per lap</h2>
 <p class="note">Lap 0 is the Gaussian initialisation; lap k is evaluated on the E-step samples of the model of lap k-1; "final" is the E-step with the last model.</p>
 <div class="grid" id="lap-charts"></div></section>
-<section id="compute"><h2>Metrics against cumulative E-step network evaluations</h2>
-<p class="note">The equal-compute view: one evaluation is one network pass (forward or vector-Jacobian product) over one observation. DiffEM spends one per sampler step; EM-MMPS one forward pass, one per conjugate-gradient iteration and one more VJP.</p>
-<div class="grid" id="compute-charts"></div></section>
+<section id="compute"><h2>Metrics against total compute</h2>
+<p class="note">The equal-compute view. The cost axis counts every network pass over one row: training's (a forward and a backward pass per row of each batch) and sampling's (DiffEM one per sampler step; EM-MMPS one forward pass, one VJP per solver iteration and one more VJP). The second row of charts puts the same metrics against cumulative activity seconds (wall time of the work, on this machine).</p>
+<div class="grid" id="compute-charts"></div><div class="grid" id="wall-charts"></div></section>
 <section id="samples"><h2>E-step samples against the true curve</h2>
 <p class="note">Two-dimensional projections (coordinate pairs) of stored E-step samples (blue) and the true curve (red).</p>
 <div id="sample-charts"></div></section>
 ${figuresSection(data)}
 ${lineageSection(data)}
-<section id="config"><h2>Configuration</h2><details><summary>${data.kind === 'comparison' ? 'Shared config (the runs differ only in <code>method</code>)' : 'Campaign config'}</summary><pre>${escapeHtml(JSON.stringify(data.config, null, 2))}</pre></details></section>
+<section id="config"><h2>Configuration</h2><details><summary>${data.kind === 'comparison' ? 'Shared config (the runs differ in <code>method</code> and in the settings tabled above)' : 'Campaign config'}</summary><pre>${escapeHtml(JSON.stringify(data.config, null, 2))}</pre></details></section>
 <script type="application/json" id="report-data">${json}</script>
 <script>${chartLibrary.replace(/<\/script/gi, '<\\/script')}</script>
 <script>${CLIENT}</script>
@@ -70,7 +70,29 @@ function summarySection(data: ReportData): string {
     data.kind === 'comparison'
       ? `<p class="note">${digests.size === 1 ? 'Both runs learn from the same corrupted data (equal digests of the observations).' : '<strong>The runs saw different data.</strong>'}</p>`
       : '';
-  return `<section id="summary"><h2>Last recorded lap</h2>${same}<table class="summary"><thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>${finalTable(data)}</section>`;
+  return `<section id="summary"><h2>Last recorded lap</h2>${same}${settingsTable(data)}<table class="summary"><thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>${finalTable(data)}</section>`;
+}
+
+/** What each method ran on, so a reader sees whether the baseline had its authors' settings. */
+function settingsTable(data: ReportData): string {
+  const rows = data.runs.map((run) => {
+    const s = run.settings;
+    const solve =
+      s.method === 'emmps' ? `${s.solver ?? 'cg'}, ${s.solverIterations ?? 'exact (small m)'} iterations` : '-';
+    const spent = run.laps.reduce(
+      (acc, l) => {
+        if (!l.guidance) return acc;
+        return {
+          breakdowns: acc.breakdowns + l.guidance.breakdowns,
+          residual: Math.max(acc.residual, l.guidance.residualMax),
+        };
+      },
+      { breakdowns: 0, residual: 0 },
+    );
+    const guided = run.laps.some((l) => l.guidance);
+    return `<tr data-method="${escapeHtml(run.method)}"><td>${escapeHtml(run.method)}</td><td>${escapeHtml(s.timeDistribution)}</td><td class="num">${s.sigmaMin}..${s.sigmaMax}</td><td class="num">${s.trainingSteps}</td><td class="num">${s.estepSteps}</td><td>${escapeHtml(solve)}</td><td class="num">${guided ? spent.breakdowns.toLocaleString('en-US') : '-'}</td><td class="num">${guided ? spent.residual.toExponential(2) : '-'}</td></tr>`;
+  });
+  return `<table class="summary settings"><thead><tr><th>method</th><th>training time distribution</th><th>sigma</th><th>training steps / lap</th><th>sampler steps</th><th>guidance solve</th><th title="CG directions with non-positive curvature, clamped to s_y^2">clamped directions (all laps)</th><th>worst final solve residual</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
 function finalTable(data: ReportData): string {
@@ -105,7 +127,7 @@ function lineageSection(data: ReportData): string {
   const tables = data.runs.map((run) => {
     const rows = run.laps.map((lap) => lineageRow(lap));
     return `<h3>${escapeHtml(run.method)}: <code>${escapeHtml(run.campaignId)}</code></h3>
-<table class="lineage" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th><th>seconds</th><th title="activity attempts over the lap's steps">step attempts</th><th>started</th><th>finished</th><th>E-step evaluations</th><th>artifacts (key, sha256, bytes)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+<table class="lineage" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th><th>seconds</th><th title="activity attempts over the lap's steps">step attempts</th><th>started</th><th>finished</th><th>E-step evaluations</th><th>training passes</th><th title="EM-MMPS: clamped CG directions; worst and mean final relative residual of the guidance solves">guidance clamps / residual max / mean</th><th>artifacts (key, sha256, bytes)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
   });
   return `<section id="lineage"><h2>Lineage</h2>${chainTables(data)}${tables.join('')}</section>`;
 }
@@ -134,7 +156,7 @@ function lineageRow(lap: ReportLap): string {
         `<tr><td><code>${escapeHtml(a.key)}</code></td><td><code class="sha">${escapeHtml(a.sha256)}</code></td><td class="num">${a.bytes.toLocaleString('en-US')}</td></tr>`,
     )
     .join('');
-  return `<tr data-lap="${lap.lap}" data-label="${escapeHtml(lap.label)}"><td>${escapeHtml(lap.label)}</td><td class="num">${lap.seconds.toFixed(1)}</td><td class="num">${lap.attempts}${lap.failures ? ` (${lap.failures} failed)` : ''}</td><td>${escapeHtml(lap.started ?? '-')}</td><td>${escapeHtml(lap.finished ?? '-')}</td><td class="num">${lap.evaluations === null ? '-' : lap.evaluations.toLocaleString('en-US')}</td><td><details open><summary>${lap.artifacts.length} artifacts, ${total.toLocaleString('en-US')} bytes</summary><table class="artifacts">${artifacts}</table></details></td></tr>`;
+  return `<tr data-lap="${lap.lap}" data-label="${escapeHtml(lap.label)}"><td>${escapeHtml(lap.label)}</td><td class="num">${lap.seconds.toFixed(1)}</td><td class="num">${lap.attempts}${lap.failures ? ` (${lap.failures} failed)` : ''}</td><td>${escapeHtml(lap.started ?? '-')}</td><td>${escapeHtml(lap.finished ?? '-')}</td><td class="num">${lap.evaluations === null ? '-' : lap.evaluations.toLocaleString('en-US')}</td><td class="num">${lap.trainingEvaluations === null ? '-' : lap.trainingEvaluations.toLocaleString('en-US')}</td><td class="num guidance">${lap.guidance ? `${lap.guidance.breakdowns.toLocaleString('en-US')} / ${lap.guidance.residualMax.toExponential(2)} / ${lap.guidance.residualMean.toExponential(2)}` : '-'}</td><td><details open><summary>${lap.artifacts.length} artifacts, ${total.toLocaleString('en-US')} bytes</summary><table class="artifacts">${artifacts}</table></details></td></tr>`;
 }
 
 function formatMetric(metrics: Metrics, key: string): string {
@@ -259,24 +281,31 @@ const CLIENT = `
     }, 'lap', metric);
   });
 
-  var computeCharts = document.getElementById('compute-charts');
-  ['sinkhorn', 'curve_distance_mean', 'curve_distance_p90', 'coverage', 'psnr', 'fid'].filter(function (m) {
-    return data.metricNames.indexOf(m) >= 0;
-  }).forEach(function (metric) {
-    var datasets = lineDatasets(metric, function (l) { return l.cumulativeEvaluations === null ? NaN : l.cumulativeEvaluations; });
-    draw(panel(computeCharts, null, 420, 280), {
-      type: 'scatter',
-      data: { datasets: datasets },
-      options: {
-        responsive: false,
-        plugins: { title: { display: true, text: metric + ' vs cumulative E-step evaluations' }, tooltip: tooltip() },
-        scales: {
-          x: { type: 'linear', title: { display: true, text: 'cumulative E-step network evaluations' }, ticks: { callback: function (v) { return Number(v).toExponential(1); } } },
-          y: { type: useLog(values(datasets)) ? 'logarithmic' : 'linear', title: { display: true, text: metric } }
+  function costCharts(container, kind, xOf, axis) {
+    ['sinkhorn', 'curve_distance_mean', 'curve_distance_median', 'consistency', 'psnr', 'ssim', 'fid'].filter(function (m) {
+      return data.metricNames.indexOf(m) >= 0;
+    }).forEach(function (metric) {
+      var datasets = lineDatasets(metric, xOf);
+      draw(panel(container, null, 420, 280), {
+        type: 'scatter',
+        data: { datasets: datasets },
+        options: {
+          responsive: false,
+          plugins: { title: { display: true, text: metric + ' vs ' + axis }, tooltip: tooltip() },
+          scales: {
+            x: { type: 'linear', title: { display: true, text: axis }, ticks: { callback: function (v) { return Number(v).toExponential(1); } } },
+            y: { type: useLog(values(datasets)) ? 'logarithmic' : 'linear', title: { display: true, text: metric } }
+          }
         }
-      }
-    }, 'compute', metric);
-  });
+      }, kind, metric);
+    });
+  }
+  costCharts(document.getElementById('compute-charts'), 'compute', function (l) {
+    return l.cumulativePasses === null || l.cumulativePasses === undefined ? NaN : l.cumulativePasses;
+  }, 'cumulative network passes (training + sampling)');
+  costCharts(document.getElementById('wall-charts'), 'wall', function (l) {
+    return typeof l.cumulativeSeconds === 'number' ? l.cumulativeSeconds : NaN;
+  }, 'cumulative activity seconds');
 
   var sampleCharts = document.getElementById('sample-charts');
   var dim = data.dim;

@@ -75,6 +75,32 @@ test('compare runs both methods on the same data and records their E-step cost',
   assert.equal(emmps.final?.cumulativeEvaluations, 3 * 3 * COUNT * (STEPS + 1));
 });
 
+test("compare gives each method its authors' settings and records the baseline's guidance solves per lap", () => {
+  const [diffem, emmps] = record.runs;
+  assert.equal(record.sameSettings, false);
+  assert.equal(diffem.settings.timeDistribution, 'beta-mixture');
+  assert.equal(emmps.settings.timeDistribution, 'beta33');
+  assert.deepEqual([emmps.settings.solver, emmps.settings.solverIterations], ['cg', 1]);
+  assert.equal(diffem.settings.solver, undefined);
+  for (const lap of emmps.laps.slice(1)) {
+    const g = lap.guidance;
+    assert.ok(g, `lap ${lap.lap} of EM-MMPS records its guidance`);
+    // Two shards, each STEPS guided evaluations plus the final denoise.
+    assert.equal(g.evaluations, 2 * (STEPS + 1));
+    assert.ok(Number.isInteger(g.breakdowns) && g.breakdowns >= 0);
+    assert.ok(g.residualMax >= g.residualMean && g.residualMean >= 0 && Number.isFinite(g.residualMax));
+  }
+  assert.ok(diffem.laps.every((l) => l.guidance === undefined));
+  // Every lap trains one model: 20 steps x 64 rows x (forward + backward), on top of the E-step's passes.
+  for (const run of record.runs) {
+    let passes = 0;
+    for (const lap of run.laps) {
+      passes += lap.evaluations + 20 * 64 * 2;
+      assert.equal(lap.cumulativePasses, passes, `${run.method} lap ${lap.lap}`);
+    }
+  }
+});
+
 test('the report data: both runs, every lap plus the final E-step, sample clouds and figures', () => {
   assert.equal(data.kind, 'comparison');
   assert.equal(new Set(data.runs.map((r) => r.datasetDigest)).size, 1);

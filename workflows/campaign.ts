@@ -19,6 +19,7 @@ import type {
   ActivityOutput,
   ArtifactRef,
   CampaignSummary,
+  GuidanceStats,
   LapRecord,
   Metrics,
   ParentModel,
@@ -85,11 +86,27 @@ export async function mapConcurrent<T, R>(
   return results;
 }
 
+/** Guidance statistics of several shards as one (means weighted by evaluations). */
+export function mergeGuidance(a: GuidanceStats | undefined, b: GuidanceStats): GuidanceStats {
+  if (!a) return { ...b };
+  const evaluations = a.evaluations + b.evaluations;
+  return {
+    solver: b.solver,
+    iterations: Math.max(a.iterations, b.iterations),
+    evaluations,
+    breakdowns: a.breakdowns + b.breakdowns,
+    residualMax: Math.max(a.residualMax, b.residualMax),
+    residualMean: evaluations > 0 ? (a.residualMean * a.evaluations + b.residualMean * b.evaluations) / evaluations : 0,
+  };
+}
+
 /** Collects what a lap did, for its record. */
 class LapLedger {
   readonly steps: LapRecord['steps'] = [];
   readonly artifacts: ArtifactRef[] = [];
   evaluations = 0;
+  trainingEvaluations = 0;
+  guidance: GuidanceStats | undefined;
 
   constructor(
     private readonly host: CampaignHost,
@@ -103,6 +120,10 @@ class LapLedger {
     collectRefs(output, this.artifacts);
     const evaluations = (output as Partial<{ evaluations: number }>).evaluations;
     if (typeof evaluations === 'number') this.evaluations += evaluations;
+    const training = (output as Partial<{ trainingEvaluations: number }>).trainingEvaluations;
+    if (typeof training === 'number') this.trainingEvaluations += training;
+    const guidance = (output as Partial<{ guidance: GuidanceStats }>).guidance;
+    if (guidance) this.guidance = mergeGuidance(this.guidance, guidance);
     return output;
   }
 
@@ -121,6 +142,8 @@ class LapLedger {
       attempts,
       failures: attempts - this.steps.length,
       evaluations: this.evaluations,
+      trainingEvaluations: this.trainingEvaluations,
+      ...(this.guidance ? { guidance: this.guidance } : {}),
     };
   }
 }

@@ -181,6 +181,14 @@ const fidConfig = z.strictObject({
   features: z.enum(['mnist-classifier', 'inception', 'none']).default('mnist-classifier'),
   inceptionOnnx: z.string().min(1).optional(),
   classifierSteps: positiveInt.default(500),
+  /** The reference statistics' images: the clean train split (the papers' protocol) or the held-out test images. */
+  reference: z.enum(['train', 'heldout']).default('train'),
+  /** At most this many train images in the reference (default: the whole split). */
+  referenceCount: positiveInt.optional(),
+  /** The Inception Score of the same samples beside the FID, from the feature model's logits. */
+  inceptionScore: z.boolean().default(false),
+  /** features 'inception': the ONNX output holding the class logits (needed by `inceptionScore`). */
+  inceptionLogits: z.string().min(1).optional(),
 });
 
 const trainingConfig = z.strictObject({
@@ -193,6 +201,12 @@ const trainingConfig = z.strictObject({
   lrSchedule: z.enum(['constant', 'cosine']).default('cosine'),
   clip: z.number().nonnegative().default(1),
   emaDecay: z.number().min(0).lt(1).default(0.999),
+  /**
+   * Steps of the EMA's warm-up, d_t = min(emaDecay, (1 + t) / (10 + t)); from then on the
+   * decay is `emaDecay` as configured (the ramp alone would need 8,990 steps to reach 0.999).
+   */
+  emaWarmup: positiveInt.default(100),
+  /** Default: 'beta-mixture' (DiffEM's tuned distribution) for vectors, 'beta33' for images. */
   timeDistribution: z.enum(['beta33', 'beta-mixture', 'uniform']).default('beta-mixture'),
   checkpointEvery: positiveInt.default(250),
   /**
@@ -224,6 +238,7 @@ export const campaignConfigSchema = z
       pixelMaskChannelConfig,
       blurChannelConfig,
     ]),
+    /** sigmaMax defaults to 10 for vectors and to 1e2 for images (`IMAGE_DEFAULTS`). */
     schedule: z
       .strictObject({ sigmaMin: z.number().positive().default(1e-3), sigmaMax: z.number().positive().default(10) })
       .refine((s) => s.sigmaMax > s.sigmaMin, { message: 'sigmaMax must exceed sigmaMin', path: ['sigmaMax'] })
@@ -248,8 +263,18 @@ export const campaignConfigSchema = z
       })
       .default({ laps: 8, gaussianIterations: 32, gaussianRank: 32, shardSize: 4096, concurrency: 2 }),
     estep: z
-      .strictObject({ steps: positiveInt.default(64), mmpsCgIterations: positiveInt.default(3) })
-      .default({ steps: 64, mmpsCgIterations: 3 }),
+      .strictObject({
+        steps: positiveInt.default(64),
+        /**
+         * EM-MMPS: Krylov iterations of each guidance solve. Absent: an exact solve (m
+         * iterations, m the observation size) when m <= 64, as the authors solve small
+         * systems fully, else 3 (the paper's range is 1 to 3 for images).
+         */
+        mmpsCgIterations: positiveInt.optional(),
+        /** EM-MMPS: the solver of the guidance's m x m systems (CG as in the paper, or GMRES). */
+        mmpsSolver: z.enum(['cg', 'gmres']).default('cg'),
+      })
+      .default({ steps: 64, mmpsSolver: 'cg' }),
     training: trainingConfig.default(trainingConfig.parse({})),
     prior: z
       .strictObject({
@@ -323,13 +348,6 @@ export const campaignConfigSchema = z
         message: `vector data (${config.data.kind}) needs model kind 'mlp', got '${config.model.kind}'`,
       });
     }
-    if (imageData && config.method !== 'diffem') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['method'],
-        message: `image campaigns run method 'diffem' (EM-MMPS is implemented for vectors only)`,
-      });
-    }
     if (config.data.kind === 'folder' && config.model.kind === 'unet') {
       const levels = config.model.levels.length;
       if (Math.min(config.data.height, config.data.width) < 2 ** (levels - 1)) {
@@ -353,6 +371,13 @@ export const campaignConfigSchema = z
         code: 'custom',
         path: ['metrics', 'fid', 'features'],
         message: "'mnist-classifier' trains on labels, and a folder has none: use 'inception' or 'none'",
+      });
+    }
+    if (fid.inceptionScore && fid.features === 'inception' && !fid.inceptionLogits) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metrics', 'fid', 'inceptionLogits'],
+        message: 'inceptionScore with Inception features needs the name of the ONNX output holding the logits',
       });
     }
     if (fid.features === 'inception' && !fid.inceptionOnnx) {
@@ -441,9 +466,25 @@ export class ConfigError extends Error {
   }
 }
 
+/** Defaults that depend on the data's kind: images take sigma_max = 1e2 and Beta(3,3), as the papers' image runs. */
+export const IMAGE_DEFAULTS = { sigmaMax: 100, timeDistribution: 'beta33' } as const;
+
+function withKindDefaults(document: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(document) || !isObject(document.data) || typeof document.data.kind !== 'string') return document;
+  if (!isImageDataKind(document.data.kind)) return document;
+  const schedule = isObject(document.schedule) ? document.schedule : document.schedule === undefined ? {} : null;
+  const training = isObject(document.training) ? document.training : document.training === undefined ? {} : null;
+  return {
+    ...document,
+    ...(schedule ? { schedule: { sigmaMax: IMAGE_DEFAULTS.sigmaMax, ...schedule } } : {}),
+    ...(training ? { training: { timeDistribution: IMAGE_DEFAULTS.timeDistribution, ...training } } : {}),
+  };
+}
+
 /** Validates a parsed document; the error lists every bad field by its path. */
 export function parseCampaignConfig(document: unknown, source = 'config'): CampaignConfig {
-  const result = campaignConfigSchema.safeParse(document);
+  const result = campaignConfigSchema.safeParse(withKindDefaults(document));
   if (result.success) return narrowConfig(result.data, source);
   const issues = result.error.issues.map((issue) => {
     const path = issue.path.length ? issue.path.join('.') : '(root)';

@@ -79,6 +79,11 @@ export interface TrainOutput extends Timed {
   /** Gradient shards of each minibatch (fixes the numerics) and the threads that ran them. */
   gradientShards?: number;
   trainThreads?: number;
+  /**
+   * Network passes over one row that the model's training cost: steps x batch x 2 (a
+   * forward and a backward pass per row), resumed steps included, as they are the model's.
+   */
+  trainingEvaluations?: number;
 }
 
 /**
@@ -103,6 +108,26 @@ export interface PosteriorSampleOutput extends Timed {
   samples: ArtifactRef;
   /** Network evaluations (rows x passes). */
   evaluations: number;
+  /** EM-MMPS only: how its guidance solves went. */
+  guidance?: GuidanceStats;
+}
+
+/**
+ * How EM-MMPS's m x m guidance solves went over one shard or one lap, so a reader can see
+ * how often the baseline ran on a clamped (or unconverged) solve.
+ */
+export interface GuidanceStats {
+  solver: 'cg' | 'gmres';
+  /** Krylov iterations allowed per guided evaluation. */
+  iterations: number;
+  /** Guided evaluations (batched denoiser calls). */
+  evaluations: number;
+  /** CG directions whose non-positive curvature was clamped, summed over rows and evaluations. */
+  breakdowns: number;
+  /** Largest final relative residual |r| / |b| over rows and evaluations. */
+  residualMax: number;
+  /** Mean over evaluations of the largest final relative residual over rows. */
+  residualMean: number;
 }
 
 export interface EvaluateInput extends StepInput, LapStep {
@@ -153,6 +178,10 @@ export interface LapRecord {
   failures: number;
   /** E-step network evaluations of this lap. */
   evaluations: number;
+  /** Training's network passes of this lap (forward and backward, per row); absent in older records. */
+  trainingEvaluations?: number;
+  /** EM-MMPS only: its guidance solves over the lap's E-step. */
+  guidance?: GuidanceStats;
 }
 
 export interface RecordLapInput extends StepInput {

@@ -8,9 +8,10 @@
  *   operators   one operator per observation (stream `operators`): a pixel mask shared
  *               across colour channels, or a blur kernel;
  *   noise       y = A x + e, e ~ N(0, s_y^2) (stream `noise`);
- *   heldout     `data.heldout` clean test images (stream `heldout`), the FID reference;
+ *   heldout     `data.heldout` clean test images (stream `heldout`), kept with the clean data;
  *   FID         the feature classifier, trained on the train images OUTSIDE the subset
- *               (`fid.ts`), and the reference statistics.
+ *               (`fid.ts`), and the reference statistics: of the clean train split by
+ *               default (the papers' protocol), or of the held-out images.
  * Only y and the operators are ever used for learning. The dataset's identity in every
  * record is the sha256 of the observations artifact.
  */
@@ -28,7 +29,7 @@ import type { Untimed } from '../activity.js';
 import { putJson } from '../../store/store.js';
 import { imageChannelOf, observationsOf, operatorTensors } from './common.js';
 import { sliceOperators } from '../../models/channels/image-operators.js';
-import { prepareFid, type ImageTruth } from './fid.js';
+import { fidReferenceImages, prepareFid, type ImageTruth } from './fid.js';
 import { loadImageSource } from './sources.js';
 
 /** Observations kept apart for the figures: the first of the dataset, the same every lap. */
@@ -83,7 +84,8 @@ export async function prepareImageData(config: ImageCampaignConfig, input: StepI
     images: takeRows(source.train.images, rest),
     labels: source.train.labels ? Int32Array.from(rest, (i) => source.train.labels![i]) : null,
   };
-  const fid = await prepareFid(store, config, campaignId, classifierTrain, heldout, context);
+  const reference = fidReferenceImages(config, source.train.images, heldout);
+  const fid = await prepareFid(store, config, campaignId, classifierTrain, reference, context);
   const shown = Math.min(PREVIEW_IMAGES, config.data.count);
   const preview = await putTensors(
     store,

@@ -4,8 +4,10 @@
  *   psnr   mean PSNR of the reconstructions against the hidden clean images of the same
  *          observations, all of them (peak-to-peak 4, the width of [-2, 2]);
  *   ssim   mean SSIM on at most `metrics.samples` of them (11x11 Gaussian window);
- *   fid    Frechet distance of features of at most `metrics.samples` reconstructions to those
- *          of the held-out clean test images (`fid.ts`; absent with `metrics.fid.features: none`).
+ *   fid    Frechet distance of features of at most `metrics.samples` reconstructions (uint8-
+ *          quantised) to those of the clean reference set, the train split by default
+ *          (`fid.ts`; absent with `metrics.fid.features: none`);
+ *   inception_score  of the same reconstructions, with `metrics.fid.inceptionScore`.
  *
  * Reconstructions are clamped to the data range [-2, 2] first, as any image would be before
  * it is shown or saved. Subsets come from stream `metrics/lap-k`. Each lap also writes its
@@ -96,8 +98,9 @@ export async function evaluateImages(
     ssim: round(ssim(takeRows(x, subset), takeRows(hidden, subset)).mean),
   };
   const truth = await readTruth(store, input.truth);
-  const fid = await fidOf(store, config, truth.fid, x, rng.fork('fid'));
-  if (Number.isFinite(fid)) metrics.fid = round(fid);
+  const quality = await fidOf(store, config, truth.fid, x, rng.fork('fid'));
+  if (Number.isFinite(quality.fid)) metrics.fid = round(quality.fid);
+  if (Number.isFinite(quality.inceptionScore)) metrics.inception_score = round(quality.inceptionScore);
 
   const preview = await loadPreview(store, config, truth);
   const shown = preview.hidden.shape[0];

@@ -1,6 +1,13 @@
 /**
  * FID for image campaigns: the Frechet distance between Gaussian fits of features of a
- * sample set and of the held-out clean images (Heusel et al. 2017; `models/metrics/images.ts`).
+ * sample set and of a clean reference set (Heusel et al. 2017; `models/metrics/images.ts`),
+ * measured as the papers measure it (Rozet et al. 2024; Hosseintabar et al. 2025):
+ *   - the reference is the clean TRAIN set (`metrics.fid.reference: train`, the default; at
+ *     most `metrics.fid.referenceCount` of its images, a permutation from stream
+ *     `fid-reference`), or the held-out test images (`heldout`, the earlier protocol);
+ *   - every image is quantised to uint8 (as a saved PNG would be) before its features;
+ *   - with `metrics.fid.inceptionScore`, the Inception Score of the same samples beside it,
+ *     from the feature model's logits output (`models/metrics/inception-score.ts`).
  *
  * Features, by `metrics.fid.features`:
  *   mnist-classifier  the project's small classifier (`models/metrics/feature-extractor.ts`),
@@ -22,8 +29,9 @@
  *                     pool3 values for Inception-v3).
  *   none              no FID.
  *
- * The reference statistics (mean, covariance of the held-out features) are computed once at
- * prepare time and stored; each evaluation featurises at most `metrics.samples` images.
+ * The reference statistics (mean, covariance of the reference features) are computed once at
+ * prepare time and stored; each evaluation featurises at most `metrics.samples` images
+ * (50,000 in the CIFAR-10 config, the papers' protocol).
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -31,6 +39,8 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ImageDataset } from '../../models/datasets/dataset.js';
 import { MNIST_CLASSIFIER, type ClassifierConfig } from '../../models/metrics/feature-extractor.js';
 import { frechetDistance, gaussianStats } from '../../models/metrics/frechet.js';
+import { inceptionScore } from '../../models/metrics/inception-score.js';
+import { DATA_MAX, DATA_MIN } from '../../models/datasets/dataset.js';
 import { ndarray, takeRows, type NDArray } from '../../models/ndarray.js';
 import { exportClassifierToOnnx, CLASSIFIER_ONNX_IO } from '../../models/onnx/export-classifier.js';
 import { Rng } from '../../models/rng.js';
@@ -55,6 +65,34 @@ export type FidFeatures =
     }
   | { features: 'inception'; path: string; sha256: string; reference: ArtifactRef };
 
+/**
+ * The clean images the FID reference statistics come from: the train split (at most
+ * `referenceCount` of it, drawn by a permutation from stream `fid-reference`), or the
+ * held-out test images.
+ */
+export function fidReferenceImages(config: ImageCampaignConfig, train: NDArray, heldout: NDArray): NDArray {
+  const fid = config.metrics.fid;
+  if (fid.reference === 'heldout') return heldout;
+  const n = train.shape[0];
+  const count = Math.min(n, fid.referenceCount ?? n);
+  if (count === n) return train;
+  return takeRows(train, Rng.derive(config.seed, 'fid-reference').permutation(n).subarray(0, count));
+}
+
+/**
+ * Images in [-2, 2] rounded to the 256 levels of a byte and mapped back, as a sample is
+ * when it is saved as an image: the FID's inputs are uint8 images in the papers' protocol.
+ */
+export function quantizeUint8(images: Float32Array): Float32Array {
+  const out = new Float32Array(images.length);
+  const toByte = 255 / (DATA_MAX - DATA_MIN);
+  for (let i = 0; i < images.length; i++) {
+    const byte = Math.min(255, Math.max(0, Math.round((images[i] - DATA_MIN) * toByte)));
+    out[i] = DATA_MIN + byte / toByte;
+  }
+  return out;
+}
+
 /** What `truth` holds for an image campaign. */
 export interface ImageTruth {
   kind: 'images';
@@ -69,13 +107,13 @@ export function classifierConfigFor(config: ImageCampaignConfig): ClassifierConf
   return { height, width, channels, classes: 10, widths: [32, 64, 128], featureDim: 128 };
 }
 
-/** Trains the classifier on `train` (labelled) and stores it; then the held-out reference statistics. */
+/** Trains the classifier on `train` (labelled) and stores it; then the reference statistics of `reference`. */
 export async function prepareFid(
   store: ArtifactStore,
   config: ImageCampaignConfig,
   campaignId: string,
   train: ImageDataset,
-  heldout: NDArray,
+  reference: NDArray,
   context: ActivityContext,
 ): Promise<FidFeatures> {
   const fid = config.metrics.fid;
@@ -84,8 +122,8 @@ export async function prepareFid(
     const path = fid.inceptionOnnx!;
     const bytes = await readInception(path);
     const model: FeatureModel = { kind: 'inception', bytes };
-    const reference = await storeReference(store, campaignId, config, await featurise(model, heldout, config));
-    return { features: 'inception', path, sha256: sha256Hex(bytes), reference };
+    const stats = await storeReference(store, campaignId, config, (await featurise(model, reference, config)).features);
+    return { features: 'inception', path, sha256: sha256Hex(bytes), reference: stats };
   }
   if (!train.labels || train.images.shape[0] < 10) {
     throw new BadInputError(
@@ -120,17 +158,17 @@ export async function prepareFid(
   const weights = await putTensors(store, campaignKeys.fidClassifier(campaignId, 'safetensors'), state.params, meta);
   const onnxBytes = exportClassifierToOnnx(classifier, state.params);
   const onnx = await store.put(campaignKeys.fidClassifier(campaignId, 'onnx'), onnxBytes);
-  const reference = await storeReference(
+  const stats = await storeReference(
     store,
     campaignId,
     config,
-    await featurise({ kind: 'classifier', bytes: onnxBytes }, heldout, config),
+    (await featurise({ kind: 'classifier', bytes: onnxBytes }, reference, config)).features,
   );
   return {
     features: 'mnist-classifier',
     weights,
     onnx,
-    reference,
+    reference: stats,
     trainImages: train.images.shape[0],
     losses: state.losses.map((l) => Math.round(l * 1e6) / 1e6),
   };
@@ -159,11 +197,16 @@ async function storeReference(
     store,
     campaignKeys.fidReference(campaignId),
     { mean: ndarray([k], Float32Array.from(stats.mean)), cov: ndarray([k, k], Float32Array.from(stats.cov)) },
-    { count: String(stats.count), features: config.metrics.fid.features },
+    {
+      count: String(stats.count),
+      features: config.metrics.fid.features,
+      reference: config.metrics.fid.reference,
+      quantized: 'uint8',
+    },
   );
 }
 
-type FeatureModel = { kind: 'classifier' | 'inception'; bytes: Uint8Array };
+export type FeatureModel = { kind: 'classifier' | 'inception'; bytes: Uint8Array };
 
 async function modelOf(store: ArtifactStore, fid: FidFeatures): Promise<FeatureModel | null> {
   if (fid.features === 'none') return null;
@@ -179,8 +222,16 @@ async function modelOf(store: ArtifactStore, fid: FidFeatures): Promise<FeatureM
   return { kind: 'inception', bytes };
 }
 
-/** Features [n, k] of images [n, H, W, C] in [-2, 2]. */
-async function featurise(model: FeatureModel, images: NDArray, config: ImageCampaignConfig): Promise<NDArray> {
+/**
+ * Features [n, k] of images [n, H, W, C] in [-2, 2], quantised to uint8 first; with
+ * `logitsOutput`, that output too ([n, classes]), for the Inception Score.
+ */
+export async function featurise(
+  model: FeatureModel,
+  images: NDArray,
+  config: ImageCampaignConfig,
+  logitsOutput?: string,
+): Promise<{ features: NDArray; logits: NDArray | null }> {
   const session = await InferenceSession.create(model.bytes, {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
@@ -192,16 +243,24 @@ async function featurise(model: FeatureModel, images: NDArray, config: ImageCamp
     const [n, h, w, c] = images.shape;
     const batch = 64;
     const rows: Float32Array[] = [];
+    const logitRows: Float32Array[] = [];
     let k = 0;
+    let classes = 0;
     const inputName = session.inputNames[0];
     const outputName = model.kind === 'classifier' ? CLASSIFIER_ONNX_IO.features : session.outputNames[0];
+    if (logitsOutput && !session.outputNames.includes(logitsOutput)) {
+      throw new BadInputError(
+        'MalformedModel',
+        `metrics.fid.inceptionLogits: the feature model has no output '${logitsOutput}' (it has ${session.outputNames.join(', ')})`,
+      );
+    }
     const meta = session.inputMetadata.find((m) => m.name === inputName);
     const shape = meta && meta.isTensor ? meta.shape : [];
     const fixedH = typeof shape[2] === 'number' ? shape[2] : h;
     const fixedW = typeof shape[3] === 'number' ? shape[3] : w;
     for (let start = 0; start < n; start += batch) {
       const m = Math.min(batch, n - start);
-      const chunk = images.data.subarray(start * h * w * c, (start + m) * h * w * c);
+      const chunk = quantizeUint8(images.data.subarray(start * h * w * c, (start + m) * h * w * c));
       const feed =
         model.kind === 'classifier'
           ? new Tensor('float32', chunk, [m, h, w, c])
@@ -212,15 +271,25 @@ async function featurise(model: FeatureModel, images: NDArray, config: ImageCamp
         throw new BadInputError('MalformedModel', `feature model output '${outputName}' is not float32`);
       k = out.data.length / m;
       rows.push(Float32Array.from(out.data));
+      if (logitsOutput) {
+        const logits = result[logitsOutput];
+        if (!(logits.data instanceof Float32Array))
+          throw new BadInputError('MalformedModel', `feature model output '${logitsOutput}' is not float32`);
+        classes = logits.data.length / m;
+        logitRows.push(Float32Array.from(logits.data));
+      }
       for (const v of Object.values(result)) v.dispose();
     }
-    const features = ndarray([n, k]);
-    let offset = 0;
-    for (const r of rows) {
-      features.data.set(r, offset);
-      offset += r.length;
-    }
-    return features;
+    const stack = (parts: Float32Array[], width: number): NDArray => {
+      const out = ndarray([n, width]);
+      let offset = 0;
+      for (const r of parts) {
+        out.data.set(r, offset);
+        offset += r.length;
+      }
+      return out;
+    };
+    return { features: stack(rows, k), logits: logitsOutput ? stack(logitRows, classes) : null };
   } finally {
     await session.release();
   }
@@ -263,9 +332,17 @@ function toInceptionInput(
   return out;
 }
 
+/** The logits output the Inception Score reads, or none when the campaign asks for no score. */
+function logitsOutputOf(config: ImageCampaignConfig): string | undefined {
+  const fid = config.metrics.fid;
+  if (!fid.inceptionScore) return undefined;
+  return fid.features === 'mnist-classifier' ? CLASSIFIER_ONNX_IO.logits : fid.inceptionLogits;
+}
+
 /**
  * FID of `images` (at most `metrics.samples` of them, a subset drawn from `rng`) against the
- * held-out reference; NaN when the campaign has no FID.
+ * reference statistics, and the Inception Score of the same subset where the config asks for
+ * it; NaN when the campaign has no FID (or no score).
  */
 export async function fidOf(
   store: ArtifactStore,
@@ -273,13 +350,13 @@ export async function fidOf(
   fid: FidFeatures,
   images: NDArray,
   rng: Rng,
-): Promise<number> {
+): Promise<{ fid: number; inceptionScore: number }> {
   const model = await modelOf(store, fid);
-  if (!model || fid.features === 'none') return Number.NaN;
+  if (!model || fid.features === 'none') return { fid: Number.NaN, inceptionScore: Number.NaN };
   const n = images.shape[0];
   const k = Math.min(n, config.metrics.samples);
   const chosen = k < n ? takeRows(images, rng.permutation(n).subarray(0, k)) : images;
-  const features = await featurise(model, chosen, config);
+  const { features, logits } = await featurise(model, chosen, config, logitsOutputOf(config));
   const stats = gaussianStats(features);
   const { tensors } = await getTensors(store, fid.reference);
   const mean = tensors.mean;
@@ -290,5 +367,6 @@ export async function fidOf(
       `${fid.reference.key}: reference statistics do not match the features (${stats.mean.length} wide)`,
     );
   }
-  return frechetDistance(stats.mean, stats.cov, mean.data, cov.data);
+  const score = logits ? inceptionScore(logits.data, k, logits.shape[1], Math.min(10, k)).mean : Number.NaN;
+  return { fid: frechetDistance(stats.mean, stats.cov, mean.data, cov.data), inceptionScore: score };
 }

@@ -36,6 +36,8 @@ import { imageChannelOf, imageShape, loadImageShard, onnxBatch, onnxThreads, une
 import { asImages, asRows, type ImageObservations } from '../../models/channels/image-operators.js';
 import { readTruth } from './evaluate.js';
 import { fidOf } from './fid.js';
+import { mmpsImagePosteriorSample } from './mmps.js';
+import { mStepIsConditional } from '../domain.js';
 
 async function openUnet(
   store: ArtifactStore,
@@ -99,15 +101,42 @@ export async function posteriorSampleImage(
   const { campaignId, lap, shard } = input;
   const store = storeFor(input.store);
   const { y, ops } = await loadImageShard(store, config, shard);
-  const x = await drawPosteriorImages(
-    store,
-    config,
-    input.model,
-    { y, ops },
-    Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`),
-    stepReporter(context),
-    `E-step samples of lap ${lap} shard ${shard.index}`,
-  );
+  const rng = Rng.derive(config.seed, 'estep', `lap-${lap}`, `shard-${shard.index}`);
+  let x: NDArray;
+  // Network passes per observation: one per sampler step plus the final denoise under DiffEM.
+  let passes = config.estep.steps + 1;
+  let guidance: PosteriorSampleOutput['guidance'];
+  if (mStepIsConditional(config)) {
+    x = await drawPosteriorImages(
+      store,
+      config,
+      input.model,
+      { y, ops },
+      rng,
+      stepReporter(context),
+      `E-step samples of lap ${lap} shard ${shard.index}`,
+    );
+  } else {
+    if (!input.weights) {
+      throw new BadInputError(
+        'InvalidConfig',
+        `${input.model.key}: EM-MMPS needs the model's weights in the E-step input`,
+      );
+    }
+    const result = await mmpsImagePosteriorSample({
+      store,
+      config,
+      weights: input.weights,
+      y,
+      ops,
+      rng,
+      onStep: stepReporter(context),
+    });
+    checkFinite(result.rows, `E-step samples of lap ${lap} shard ${shard.index} (model ${input.model.key})`);
+    x = asImages(result.rows, imageShape(config));
+    passes = result.passes;
+    guidance = result.guidance;
+  }
   const key = campaignKeys.posteriorShard(campaignId, input.final ? 'final' : lap, shard.index);
   const samples = await putTensors(
     store,
@@ -117,7 +146,8 @@ export async function posteriorSampleImage(
   );
   return {
     samples,
-    evaluations: (shard.end - shard.start) * (config.estep.steps + 1),
+    evaluations: (shard.end - shard.start) * passes,
+    ...(guidance ? { guidance } : {}),
   };
 }
 
@@ -157,8 +187,11 @@ export async function priorMetricsImages(
   rng: Rng,
 ): Promise<Metrics> {
   const truth = await readTruth(store, input.truth);
-  const fid = await fidOf(store, config, truth.fid, x, rng);
-  return Number.isFinite(fid) ? { fid: round(fid) } : {};
+  const quality = await fidOf(store, config, truth.fid, x, rng);
+  const metrics: Metrics = {};
+  if (Number.isFinite(quality.fid)) metrics.fid = round(quality.fid);
+  if (Number.isFinite(quality.inceptionScore)) metrics.inception_score = round(quality.inceptionScore);
+  return metrics;
 }
 
 function round(x: number): number {

@@ -3,9 +3,9 @@
  * denoiser of the previous M-step, loaded from its tfjs weights so that it can be
  * differentiated, guided towards each observation by moment matching
  * (`models/guidance/mmps.ts`) and run through the same ancestral sampler as DiffEM's
- * conditional denoiser. One guided evaluation costs 1 forward pass + `mmpsCgIterations`
+ * conditional denoiser. One guided evaluation costs 1 forward pass + the solver's iterations
  * + 1 VJPs (fewer when every row's solve converges early); the count is returned so the
- * lap records the E-step's network evaluations.
+ * lap records the E-step's network evaluations, with the solves' clamps and residuals.
  * Reference: Rozet et al. (NeurIPS 2024), Sec. 4 (EM with MMPS).
  */
 import { initBackend } from '../../models/backend.js';
@@ -19,7 +19,7 @@ import { ancestralSample } from '../../models/samplers/ancestral.js';
 import type { SamplerProgress } from '../../models/samplers/sampler.js';
 import { logLinearSchedule } from '../../models/schedule.js';
 import type { VectorCampaignConfig } from '../../workflows/config.js';
-import type { ArtifactRef } from '../../workflows/types.js';
+import type { ArtifactRef, GuidanceStats } from '../../workflows/types.js';
 import { BadInputError } from '../errors.js';
 import { getTensors } from '../../store/tensors.js';
 import type { ArtifactStore } from '../../store/store.js';
@@ -45,18 +45,27 @@ export interface MmpsResult {
   passes: number;
   /** Mean passes per guided evaluation. */
   passesPerStep: number;
-  /** Largest relative CG residual of the last evaluation (how well the m x m solves converge). */
-  cgResidual: number;
+  /** How the guidance solves went (solver, clamps, residuals). */
+  guidance: GuidanceStats;
 }
 
+/** Largest observation size m solved exactly (m Krylov iterations) when the config leaves it open. */
+export const EXACT_SOLVE_MAX_M = 64;
+
+/** Krylov iterations the config left open fall back to this for larger m. */
+export const LARGE_M_ITERATIONS = 3;
+
 /**
- * The solver of the guidance's m x m systems: `estep.mmpsSolver` where the config has it,
- * else conjugate gradients (the paper's). GMRES suits learned Jacobians better: they are not
- * symmetric, and with several iterations CG can take huge steps on them.
+ * The guidance solve of a campaign whose observations have m values: `estep.mmpsSolver`, and
+ * `estep.mmpsCgIterations` where given, else an exact solve for small m (the authors solve
+ * their 2 x 2 manifold systems fully) and 3 iterations beyond that.
  */
-export function solverOf(config: VectorCampaignConfig): MmpsSolver {
-  const estep: { steps: number; mmpsSolver?: MmpsSolver } = config.estep;
-  return estep.mmpsSolver ?? 'cg';
+export function guidanceSettings(
+  estep: { mmpsCgIterations?: number; mmpsSolver: MmpsSolver },
+  m: number,
+): { solver: MmpsSolver; iterations: number } {
+  const iterations = estep.mmpsCgIterations ?? (m <= EXACT_SOLVE_MAX_M ? m : LARGE_M_ITERATIONS);
+  return { solver: estep.mmpsSolver, iterations };
 }
 
 export async function mmpsPosteriorSample(request: MmpsRequest): Promise<MmpsResult> {
@@ -76,10 +85,8 @@ export async function mmpsPosteriorSample(request: MmpsRequest): Promise<MmpsRes
   await initBackend({ device: config.runtime.device });
   const prior = new DifferentiableMlp(MlpNetwork.fromParams(network, tensors, false));
   const observation = { y: Float64Array.from(y.data), operator: denseOperator(A), noiseStd: config.channel.noiseStd };
-  const guided = new MmpsDenoiser(prior, observation, {
-    iterations: config.estep.mmpsCgIterations,
-    solver: solverOf(config),
-  });
+  const settings = guidanceSettings(config.estep, A.shape[1]);
+  const guided = new MmpsDenoiser(prior, observation, settings);
   try {
     const x = await ancestralSample(guided, {
       steps: config.estep.steps,
@@ -96,7 +103,13 @@ export async function mmpsPosteriorSample(request: MmpsRequest): Promise<MmpsRes
       x,
       passes: guided.passes,
       passesPerStep: guided.passes / guided.evaluations,
-      cgResidual: guided.lastResidual,
+      guidance: {
+        ...settings,
+        evaluations: guided.evaluations,
+        breakdowns: guided.breakdowns,
+        residualMax: guided.residualMax,
+        residualMean: guided.evaluations > 0 ? guided.residualSum / guided.evaluations : 0,
+      },
     };
   } finally {
     guided.dispose();

@@ -107,6 +107,7 @@ export async function posteriorSampleVector(
   let x;
   // Network passes over the shard: one per sampler step plus the final denoise under DiffEM.
   let passes = config.estep.steps + 1;
+  let guidance: PosteriorSampleOutput['guidance'];
   if (mStepIsConditional(config)) {
     x = await drawPosteriorVector(store, config, input.model, y, A, rng, stepReporter(context));
   } else {
@@ -127,6 +128,7 @@ export async function posteriorSampleVector(
     });
     x = result.x;
     passes = result.passes;
+    guidance = result.guidance;
   }
   const key = campaignKeys.posteriorShard(campaignId, input.final ? 'final' : lap, shard.index);
   const samples = await putTensors(
@@ -135,5 +137,5 @@ export async function posteriorSampleVector(
     { x },
     { lap: String(lap), shard: String(shard.index), method: config.method },
   );
-  return { samples, evaluations: rows * passes };
+  return { samples, evaluations: rows * passes, ...(guidance ? { guidance } : {}) };
 }

@@ -10,17 +10,32 @@
  * with scalars per row. In exact arithmetic row i is solved after at most m iterations;
  * fewer give the minimiser of the M-norm error over the Krylov space, which is what
  * moment-matching guidance uses with 1 to 3 iterations. A row stops updating once its
- * residual falls below `tolerance` relative to |b_i|, or when its curvature p.M p is not
- * above `curvatureFloor` |p|^2: when M is known to satisfy M >= floor I (for guidance,
- * s_y^2 I plus a covariance), a smaller curvature means M is not what it should be in
- * direction p (a learned Jacobian need not be positive definite), and a step along p
- * would be arbitrarily long. The loop ends early when every row has stopped.
+ * residual falls below `tolerance` relative to |b_i|. When M is known to satisfy
+ * M >= floor I (for guidance, s_y^2 I plus a covariance) and a direction p shows a
+ * curvature p.M p not above `curvatureFloor` |p|^2, M is not what it should be along p (a
+ * learned Jacobian need not be positive definite). Rather than abandon the row (which
+ * would leave it unguided at that step), the product is clamped to its floor along p,
+ * M p := floor p, i.e. the covariance part is taken as zero in that direction, and the
+ * iteration goes on with that bounded step; each clamp counts as a breakdown. Without a
+ * floor (plain CG on a matrix that should be positive definite) a non-positive curvature
+ * has no bounded step, and the row stops. The loop ends early when every row has stopped.
  * Reference: Hestenes & Stiefel (1952); Golub & Van Loan, "Matrix Computations", Sec. 11.3.
  */
 import type { BatchedMatVec, KrylovOptions, KrylovResult } from './krylov.js';
 
 export interface ConjugateGradientOptions extends KrylovOptions {
-  /** Least curvature p.M p / p.p accepted (default 0: M must be positive definite). */
+  /**
+   * What a clamped direction adds to u: 'solve' (default) its step, so u solves the clamped
+   * system; 'drop' nothing, for callers that multiply u by the very matrix whose curvature
+   * failed (guidance multiplies it by the learned covariance, zero along a clamped direction
+   * in the clamped model but not in the network), while the residual still counts the
+   * direction as solved and the iteration goes on.
+   */
+  clampedStep?: 'solve' | 'drop';
+  /**
+   * Least curvature p.M p / p.p that M is known to have (default 0: M must be positive
+   * definite). A smaller one is clamped to it (see above).
+   */
   curvatureFloor?: number;
 }
 
@@ -38,6 +53,7 @@ export async function conjugateGradient(
   }
   const tolerance = options.tolerance ?? 1e-12;
   const floor = options.curvatureFloor ?? 0;
+  const keepClamped = (options.clampedStep ?? 'solve') === 'solve';
   const x = new Float64Array(rows * size);
   const r = Float64Array.from(b);
   const p = Float64Array.from(b);
@@ -62,17 +78,20 @@ export async function conjugateGradient(
     const lengths = rowDots(p, p, rows, size);
     for (let i = 0; i < rows; i++) {
       if (!active[i]) continue;
-      if (!(curvature[i] > floor * lengths[i] && curvature[i] > 0) || !Number.isFinite(curvature[i])) {
+      const healthy = curvature[i] > floor * lengths[i] && curvature[i] > 0 && Number.isFinite(curvature[i]);
+      if (!healthy) breakdowns++;
+      if (!healthy && !(floor > 0 && lengths[i] > 0)) {
         active[i] = 0;
         running--;
-        breakdowns++;
         continue;
       }
-      const alpha = rr[i] / curvature[i];
+      // Clamped: M p := floor p along this direction (zero covariance), so the step stays bounded.
+      const alpha = healthy ? rr[i] / curvature[i] : rr[i] / (floor * lengths[i]);
       let next = 0;
+      const step = healthy || keepClamped ? alpha : 0;
       for (let j = i * size; j < (i + 1) * size; j++) {
-        x[j] += alpha * p[j];
-        r[j] -= alpha * mp[j];
+        x[j] += step * p[j];
+        r[j] -= alpha * (healthy ? mp[j] : floor * p[j]);
         next += r[j] * r[j];
       }
       const beta = next / rr[i];

@@ -19,6 +19,10 @@ export interface KrylovResult {
   iterations: number;
   /** Largest relative residual |r_i| / |b_i| over the rows, after each iteration (entry 0: before). */
   residuals: number[];
-  /** Rows whose solve ended because M did not behave as the solver requires. */
+  /**
+   * Times M did not behave as the solver requires: CG directions whose curvature was
+   * clamped (or, without a floor, rows that stopped); GMRES, which needs no positive
+   * curvature, reports none.
+   */
   breakdowns: number;
 }

@@ -20,8 +20,11 @@
  * iterations D_y is the exact E[x | x_t, y]. A learned Jacobian can have negative
  * directions (mostly at high noise, where J ~ Cov[x] / sigma^2 is small and the network's
  * error is not); as a true covariance makes the system matrix at least s_y^2 I, a CG
- * direction with less curvature ends that row's solve (`breakdowns`) instead of taking an
- * unbounded step. `MmpsDenoiser` exposes D_y through the plain
+ * direction with less curvature is clamped to s_y^2 (zero covariance along it, counted in
+ * `breakdowns`) instead of taking an unbounded step or leaving the row unguided: the solve
+ * goes on in the other directions, and the clamped one adds nothing to u, as its share would
+ * be multiplied by the covariance (zero there) in the final product, while the network's
+ * J^T, which is not zero there, would turn a step of size |r| / s_y^2 into a blow-up. `MmpsDenoiser` exposes D_y through the plain
  * `Denoiser` contract, so the E-step's ancestral sampler runs it unchanged.
  * Reference: Rozet, Andry, Lanusse & Louppe, "Learning Diffusion Priors from Observations
  * by Expectation Maximization" (NeurIPS 2024), Sec. 3-4; the azula library's MMPSDenoiser.
@@ -105,7 +108,7 @@ export async function mmpsDenoise(
     const solve =
       (options.solver ?? 'cg') === 'cg'
         ? // M = s_y^2 I + A Cov A^T >= s_y^2 I for a true covariance: less curvature flags a bad Jacobian.
-          await conjugateGradient(system, residual, n, m, { ...settings, curvatureFloor: s2y })
+          await conjugateGradient(system, residual, n, m, { ...settings, curvatureFloor: s2y, clampedStep: 'drop' })
         : await gmres(system, residual, n, m, settings);
     const correction = await covariance(operator.adjoint(solve.x));
     const mean = Float64Array.from(linear.value);
@@ -129,7 +132,11 @@ export class MmpsDenoiser implements Denoiser {
   evaluations = 0;
   /** Largest relative residual of the last evaluation's solve. */
   lastResidual = Number.NaN;
-  /** Row solves ended early by a non-covariance Jacobian, over all evaluations. */
+  /** Largest final relative residual over all evaluations and rows. */
+  residualMax = 0;
+  /** Sum over evaluations of the final relative residual (worst row), for the mean. */
+  residualSum = 0;
+  /** Clamped CG directions (a non-covariance Jacobian), over all evaluations. */
   breakdowns = 0;
 
   constructor(
@@ -154,6 +161,8 @@ export class MmpsDenoiser implements Denoiser {
     this.passes += estimate.passes;
     this.evaluations += 1;
     this.lastResidual = estimate.solve.residuals[estimate.solve.residuals.length - 1];
+    this.residualMax = Math.max(this.residualMax, this.lastResidual);
+    this.residualSum += this.lastResidual;
     this.breakdowns += estimate.solve.breakdowns;
     return ndarray([sigma.length, this.dim], Float32Array.from(estimate.mean));
   }

@@ -10,7 +10,9 @@
  *
  * The warm-up of d_t (as in TensorFlow's ExponentialMovingAverage with num_updates) keeps
  * a short run's EMA from being dominated by its starting weights: with a fixed 0.999, an
- * EMA after 600 steps still holds 55 % of the initialisation.
+ * EMA after 600 steps still holds 55 % of the initialisation. That ramp reaches a decay d
+ * only after (10 d - 1) / (1 - d) steps (8,990 for 0.999), longer than most laps, so with
+ * `emaWarmup` W the ramp ends at step W and d_t = decay from then on.
  * The state is plain named arrays so a checkpoint holds it and training resumes exactly.
  */
 import * as tf from '../tf.js';
@@ -26,6 +28,8 @@ export interface AdamOptions {
   clip: number;
   /** EMA decay; 0 disables the EMA. */
   emaDecay: number;
+  /** Steps of the EMA's warm-up ramp; after them the decay is `emaDecay` (default: the ramp never ends). */
+  emaWarmup?: number;
 }
 
 export interface OptimizerState {
@@ -71,7 +75,8 @@ export class Adam {
     normTensor.dispose();
     const scale = clip > 0 && Number.isFinite(clip) && norm > clip ? clip / norm : 1;
     const stepSize = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
-    const decay = Math.min(emaDecay, (1 + t) / (10 + t));
+    const ramped = t > (this.options.emaWarmup ?? Infinity);
+    const decay = ramped ? emaDecay : Math.min(emaDecay, (1 + t) / (10 + t));
     tf.tidy(() => {
       for (const [name, w] of this.variables) {
         const g = scale === 1 ? grads[name] : grads[name].mul(scale);
