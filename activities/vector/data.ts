@@ -7,8 +7,8 @@
  * clean set for the metrics (`heldout`). Only y and A are ever used for learning; the clean
  * sets and the curve are kept for evaluation.
  */
-import { observe, type VectorChannel } from '../../models/channels/channel.js';
-import { vectorChannel } from '../../models/channels/index.js';
+import { observe } from '../../models/channels/channel.js';
+import { channelOf } from './channel.js';
 import { drawCurve, sampleManifold } from '../../models/manifold.js';
 import { concatRows, ndarray, sliceRows, type NDArray } from '../../models/ndarray.js';
 import { Rng } from '../../models/rng.js';
@@ -22,10 +22,6 @@ import type { Untimed } from '../activity.js';
 import { BadInputError } from '../errors.js';
 import { storeDataset, tensorOf } from '../io.js';
 import { loadSource } from './source.js';
-
-export function channelOf(config: VectorCampaignConfig): VectorChannel {
-  return vectorChannel(config.channel, config.data.dim);
-}
 
 export async function prepareVectorData(
   config: VectorCampaignConfig,

@@ -24,7 +24,8 @@ import type { Untimed } from '../activity.js';
 import { activityContext, stepReporter } from '../context.js';
 import { mStepIsConditional } from '../domain.js';
 import { BadInputError } from '../errors.js';
-import { channelOf, loadShard } from './data.js';
+import { channelOf } from './channel.js';
+import { loadShard } from './data.js';
 import { mmpsPosteriorSample } from './mmps.js';
 import { networkConfig } from './train.js';
 

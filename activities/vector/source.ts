@@ -12,7 +12,7 @@ import { sha256Hex } from '../../store/store.js';
 import type { VectorCampaignConfig } from '../../workflows/config.js';
 import { BadInputError } from '../errors.js';
 import { tensorOf } from '../io.js';
-import { channelOf } from './data.js';
+import { channelOf } from './channel.js';
 
 export interface SourceFile {
   name: string;

@@ -20,7 +20,8 @@ import type { TrainInput, TrainOutput } from '../../workflows/types.js';
 import type { Untimed } from '../activity.js';
 import type { TrainingRole } from '../domain.js';
 import { runCampaignTraining } from '../training.js';
-import { channelOf, loadSamples } from './data.js';
+import { channelOf } from './channel.js';
+import { loadSamples } from './data.js';
 
 export function networkConfig(config: VectorCampaignConfig, conditional: boolean): MlpConfig {
   return {
