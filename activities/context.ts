@@ -17,6 +17,9 @@ export interface ActivityContext {
 
 const local = new AsyncLocalStorage<ActivityContext>();
 
+/** The details of each Temporal activity's last heartbeat, so a keep-alive can repeat them unchanged. */
+const lastDetails = new WeakMap<Context, unknown>();
+
 export function runInActivityContext<T>(context: ActivityContext, fn: () => Promise<T>): Promise<T> {
   return local.run(context, fn);
 }
@@ -36,12 +39,42 @@ export function activityContext(): ActivityContext {
     return {
       attempt: temporal.info.attempt,
       heartbeatDetails: temporal.info.heartbeatDetails,
-      heartbeat: (details) => temporal.heartbeat(details),
+      heartbeat: (details) => {
+        lastDetails.set(temporal, details);
+        temporal.heartbeat(details);
+      },
       signal: temporal.cancellationSignal,
     };
   } catch {
     return detached;
   }
+}
+
+/**
+ * Heartbeats a Temporal activity every `intervalMs` for as long as its process runs it, so that
+ * the server notices a lost worker within the heartbeat timeout instead of the start-to-close
+ * timeout (hours). It repeats the activity's own last details (a training's checkpoint), so a
+ * retry still resumes from them. CPU-bound work must yield to the event loop between chunks
+ * (`yieldToEventLoop`) for these heartbeats to flow. The embedded engine has no server
+ * watching: there it does nothing. Returns the function that stops it.
+ */
+export function keepAlive(intervalMs = 1000): () => void {
+  if (local.getStore()) return () => undefined;
+  let temporal: Context;
+  try {
+    temporal = Context.current();
+  } catch {
+    return () => undefined;
+  }
+  // The SDK throttles heartbeats to a fraction of the heartbeat timeout, so this is cheap.
+  const timer = setInterval(() => temporal.heartbeat(lastDetails.get(temporal)), intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** Lets timers and I/O (heartbeats among them) run between chunks of CPU-bound work. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Throws the cancellation reason when the activity has been cancelled. */

@@ -105,25 +105,32 @@ export interface StepTimeouts {
 }
 
 /**
- * Defaults sized for the reference manifold scale on one GPU. Heartbeat timeouts leave room
- * for the slow setup before the first heartbeat (loading shards, creating a CUDA session):
- * a timeout shorter than that setup would kill every attempt.
+ * Defaults sized for the reference manifold scale on one GPU. Every activity heartbeats each
+ * second while it runs (activities/activity.ts), so a heartbeat timeout bounds how long a lost
+ * worker goes unnoticed; it must still exceed the longest stretch an activity blocks its event
+ * loop (a tfjs kernel, one metric at the reference scale), or it would kill healthy attempts.
+ * Activities without one are short.
  */
 export const DEFAULT_TIMEOUTS: Readonly<
   Record<ActivityName, Required<Pick<StepTimeouts, 'startToClose' | 'maximumAttempts'>> & { heartbeat?: Duration }>
 > = {
-  prepareData: { startToClose: '1h', maximumAttempts: 3 },
+  prepareData: { startToClose: '1h', heartbeat: '5m', maximumAttempts: 3 },
   shardDataset: { startToClose: '30m', maximumAttempts: 3 },
-  initializeGaussian: { startToClose: '2h', maximumAttempts: 3 },
+  initializeGaussian: { startToClose: '2h', heartbeat: '5m', maximumAttempts: 3 },
   trainConditional: { startToClose: '12h', heartbeat: '5m', maximumAttempts: 5 },
   posteriorSample: { startToClose: '6h', heartbeat: '5m', maximumAttempts: 5 },
-  evaluate: { startToClose: '1h', maximumAttempts: 3 },
+  evaluate: { startToClose: '1h', heartbeat: '5m', maximumAttempts: 3 },
   trainPrior: { startToClose: '12h', heartbeat: '5m', maximumAttempts: 5 },
   samplePrior: { startToClose: '2h', heartbeat: '5m', maximumAttempts: 5 },
   renderFigures: { startToClose: '30m', maximumAttempts: 3 },
   recordLap: { startToClose: '5m', maximumAttempts: 10 },
   finishCampaign: { startToClose: '5m', maximumAttempts: 10 },
 };
+
+/** Activities with a heartbeat timeout: the long ones, whose lost worker must be noticed quickly. */
+export const HEARTBEAT_ACTIVITIES: readonly ActivityName[] = (Object.keys(DEFAULT_TIMEOUTS) as ActivityName[]).filter(
+  (name) => DEFAULT_TIMEOUTS[name].heartbeat !== undefined,
+);
 
 /**
  * Search attributes of a campaign. Custom search attributes must be registered on the
