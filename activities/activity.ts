@@ -1,8 +1,8 @@
 /**
  * What every activity does around its own work, written once: the wall-clock seconds and the
  * attempt that produced the result (both go into the lap record), and bad input turned into
- * a non-retryable failure (`asActivity`), and, on Temporal, a heartbeat every second while it
- * runs (`keepAlive`), so a lost worker is noticed within the heartbeat timeout.
+ * a non-retryable failure (`asActivity`), and, on Temporal, heartbeats while it runs
+ * (`keepAlive`), so a lost worker is noticed within the heartbeat timeout.
  */
 import type { Timed } from '../workflows/types.js';
 import { activityContext, keepAlive } from './context.js';

@@ -51,14 +51,15 @@ export function activityContext(): ActivityContext {
 }
 
 /**
- * Heartbeats a Temporal activity every `intervalMs` for as long as its process runs it, so that
- * the server notices a lost worker within the heartbeat timeout instead of the start-to-close
- * timeout (hours). It repeats the activity's own last details (a training's checkpoint), so a
- * retry still resumes from them. CPU-bound work must yield to the event loop between chunks
- * (`yieldToEventLoop`) for these heartbeats to flow. The embedded engine has no server
- * watching: there it does nothing. Returns the function that stops it.
+ * Heartbeats a Temporal activity that has a heartbeat timeout, four times per timeout, for as
+ * long as its process runs it, so the server notices a lost worker within the heartbeat
+ * timeout instead of the start-to-close timeout (hours). It repeats the activity's own last
+ * details (a training's checkpoint), since a heartbeat replaces them on the server and a retry
+ * resumes from them. CPU-bound work must yield to the event loop between chunks
+ * (`yieldToEventLoop`) for these heartbeats to flow. Without a heartbeat timeout (the embedded
+ * engine, a test environment) nobody watches: it does nothing. Returns the function that stops it.
  */
-export function keepAlive(intervalMs = 1000): () => void {
+export function keepAlive(): () => void {
   if (local.getStore()) return () => undefined;
   let temporal: Context;
   try {
@@ -66,8 +67,9 @@ export function keepAlive(intervalMs = 1000): () => void {
   } catch {
     return () => undefined;
   }
-  // The SDK throttles heartbeats to a fraction of the heartbeat timeout, so this is cheap.
-  const timer = setInterval(() => temporal.heartbeat(lastDetails.get(temporal)), intervalMs);
+  const timeoutMs = temporal.info.heartbeatTimeoutMs;
+  if (!timeoutMs) return () => undefined;
+  const timer = setInterval(() => temporal.heartbeat(lastDetails.get(temporal)), Math.max(100, timeoutMs / 4));
   timer.unref();
   return () => clearInterval(timer);
 }

@@ -4,7 +4,11 @@
  */
 import { parseArgs } from 'node:util';
 import { formatMetrics } from '../local/progress.js';
-import { HEARTBEAT_ACTIVITIES, type CampaignProgressView, type TemporalCampaignOptions } from '../../workflows/temporal.js';
+import {
+  HEARTBEAT_ACTIVITIES,
+  type CampaignProgressView,
+  type TemporalCampaignOptions,
+} from '../../workflows/temporal.js';
 import {
   createSchedule,
   deleteSchedule,
