@@ -1,7 +1,9 @@
 /**
  * A worker lost in the middle of a CPU activity that used to have no heartbeat timeout (data
  * preparation) is noticed within the heartbeat timeout, not the start-to-close timeout (1 h):
- * the activities heartbeat every second while they run (activities/activity.ts `keepAlive`).
+ * activities with a heartbeat timeout heartbeat while they run (activities/context.ts
+ * `keepAlive`). The timeout comes from the campaign config (`runtime.timeouts`), so this also
+ * shows that the config's timeouts reach the server.
  *
  * The CPU worker is killed at a deterministic point: DIFFEM_CRASH_WRITING (store/fs.ts) makes
  * it SIGKILL itself half-way through writing the clean held-out set, inside prepareData. A
@@ -10,7 +12,7 @@
  * of the embedded engine's run.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -27,16 +29,21 @@ const HEARTBEAT_TIMEOUT_S = 10;
 const RETRY_INTERVAL_S = 10;
 
 let dir: string;
+/** The tiny campaign with prepareData's heartbeat timeout set in its config (runtime.timeouts). */
+let config: string;
 let bundle: string;
 let reference: Map<string, string>;
 
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(path.join(tmpdir(), 'diffem-e2e-heartbeat-'));
+  config = path.join(dir, 'tiny-heartbeat.yaml');
+  const tiny = await readFile(TINY, 'utf8');
+  await writeFile(config, `${tiny}runtime:\n  timeouts:\n    prepareData: { heartbeat: ${HEARTBEAT_TIMEOUT_S}s }\n`);
   bundle = path.join(dir, 'workflow-bundle.js');
   const bundled = await runCli(['worker', 'bundle', '--out', bundle]);
   assert.equal(bundled.code, 0, bundled.stderr);
-  const embedded = await runCli(['run', TINY, '--store', path.join(dir, 'embedded'), '--id', ID]);
+  const embedded = await runCli(['run', config, '--store', path.join(dir, 'embedded'), '--id', ID]);
   assert.equal(embedded.code, 0, embedded.stderr);
   reference = await artifactDigests(path.join(dir, 'embedded'), ID);
 });
@@ -57,18 +64,7 @@ describe('heartbeats of the CPU activities', { skip }, () => {
     const connection = await Connection.connect({ address: server.address });
     try {
       const client = new Client({ connection });
-      await diffem(server.address, [
-        'run',
-        TINY,
-        '--engine',
-        'temporal',
-        '--store',
-        store,
-        '--id',
-        ID,
-        '--heartbeat-timeout',
-        `${HEARTBEAT_TIMEOUT_S}s`,
-      ]);
+      await diffem(server.address, ['run', config, '--engine', 'temporal', '--store', store, '--id', ID]);
       const died = await crashing.exited();
       assert.equal(died.signal, 'SIGKILL', `the worker was to kill itself in prepareData:\n${died.stderr}`);
       const lost = Date.now();
