@@ -17,6 +17,9 @@ export interface ActivityContext {
 
 const local = new AsyncLocalStorage<ActivityContext>();
 
+/** The details of each Temporal activity's last heartbeat, so a keep-alive can repeat them unchanged. */
+const lastDetails = new WeakMap<Context, unknown>();
+
 export function runInActivityContext<T>(context: ActivityContext, fn: () => Promise<T>): Promise<T> {
   return local.run(context, fn);
 }
@@ -36,12 +39,44 @@ export function activityContext(): ActivityContext {
     return {
       attempt: temporal.info.attempt,
       heartbeatDetails: temporal.info.heartbeatDetails,
-      heartbeat: (details) => temporal.heartbeat(details),
+      heartbeat: (details) => {
+        lastDetails.set(temporal, details);
+        temporal.heartbeat(details);
+      },
       signal: temporal.cancellationSignal,
     };
   } catch {
     return detached;
   }
+}
+
+/**
+ * Heartbeats a Temporal activity that has a heartbeat timeout, four times per timeout, for as
+ * long as its process runs it, so the server notices a lost worker within the heartbeat
+ * timeout instead of the start-to-close timeout (hours). It repeats the activity's own last
+ * details (a training's checkpoint), since a heartbeat replaces them on the server and a retry
+ * resumes from them. CPU-bound work must yield to the event loop between chunks
+ * (`yieldToEventLoop`) for these heartbeats to flow. Without a heartbeat timeout (the embedded
+ * engine, a test environment) nobody watches: it does nothing. Returns the function that stops it.
+ */
+export function keepAlive(): () => void {
+  if (local.getStore()) return () => undefined;
+  let temporal: Context;
+  try {
+    temporal = Context.current();
+  } catch {
+    return () => undefined;
+  }
+  const timeoutMs = temporal.info.heartbeatTimeoutMs;
+  if (!timeoutMs) return () => undefined;
+  const timer = setInterval(() => temporal.heartbeat(lastDetails.get(temporal)), Math.max(100, timeoutMs / 4));
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** Lets timers and I/O (heartbeats among them) run between chunks of CPU-bound work. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Throws the cancellation reason when the activity has been cancelled. */

@@ -15,6 +15,7 @@ import {
   requireCampaign,
 } from '../engines/records.js';
 import { storeFor } from '../store/open.js';
+import type { ArtifactStore } from '../store/store.js';
 import { progressBar } from './history.js';
 
 export type ControlCommand = 'pause' | 'unpause' | 'stop' | 'progress';
@@ -45,6 +46,7 @@ export async function localControlCommand(command: ControlCommand, args: string[
   const campaignId = positionals[0];
   const store = storeFor(values.store as string);
   const manifest = await requireCampaign(store, campaignId);
+  if (command === 'pause') await refusePauseWithoutLapBoundary(store, campaignId, manifest.config.em.laps);
   if (command !== 'progress') await requestControl(store, campaignId, command);
   const [status, control, running, laps] = await Promise.all([
     readStatus(store, campaignId),
@@ -86,5 +88,26 @@ export async function localControlCommand(command: ControlCommand, args: string[
       (view.lastMetrics ? `\n  last lap: ${formatMetrics(view.lastMetrics)}` : '') +
       (view.running ? `\n  running: ${progressBar(view.running)}` : '') +
       '\n',
+  );
+}
+
+/**
+ * A pause holds a campaign at its next lap boundary (engines/local/engine.ts beforeLap). A
+ * running campaign in its last lap (laps run 0..laps) or final stage has none left, so the
+ * pause would be recorded and never act: refuse it, as the Temporal engine's update does.
+ */
+async function refusePauseWithoutLapBoundary(store: ArtifactStore, campaignId: string, laps: number): Promise<void> {
+  const [status, control, records] = await Promise.all([
+    readStatus(store, campaignId),
+    readControl(store, campaignId),
+    readLapRecords(store, campaignId),
+  ]);
+  if (status?.status !== 'running' || control.paused) return;
+  const lapsDone = records.length > 0 ? records[records.length - 1].lap : -1;
+  if (lapsDone + 1 < laps) return;
+  throw new Error(
+    lapsDone >= laps
+      ? `campaign ${campaignId} is in its final stage: 'pause' no longer applies`
+      : `campaign ${campaignId} is in its last lap (${laps} of ${laps}): 'pause' acts at the next lap boundary and there is none left`,
   );
 }

@@ -96,3 +96,49 @@ test('unknown commands and missing --store are usage errors', async () => {
   assert.equal(result.code, 2);
   assert.match(result.stderr, /--store/);
 });
+
+test('runtime.timeouts: per-activity Temporal timeouts, each bad field named by its path', async () => {
+  const doc = await tiny();
+  doc.runtime = {
+    timeouts: { evaluate: { heartbeat: '30s', startToClose: '2h' }, trainConditional: { maximumAttempts: 8 } },
+  };
+  const config = parseCampaignConfig(doc, 'ok.yaml');
+  assert.deepEqual(config.runtime.timeouts, {
+    evaluate: { heartbeat: '30s', startToClose: '2h' },
+    trainConditional: { maximumAttempts: 8 },
+  });
+  // Absent, the field stays absent: configs without it keep their digests.
+  assert.equal('timeouts' in parseCampaignConfig(await tiny(), 'plain.yaml').runtime, false);
+
+  const bad = (timeouts: unknown): string[] => {
+    const d = structuredClone(doc);
+    d.runtime = { timeouts };
+    try {
+      parseCampaignConfig(d, 'bad.yaml');
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      return e.issues;
+    }
+    assert.fail(`accepted runtime.timeouts ${JSON.stringify(timeouts)}`);
+  };
+  assert.ok(
+    bad({ evaluate: { heartbeat: 'soon' } }).some((i) => i.startsWith('runtime.timeouts.evaluate.heartbeat:')),
+    'a bad duration',
+  );
+  assert.ok(
+    bad({ evaluate: { startToClos: '1h' } }).some(
+      (i) => i.startsWith('runtime.timeouts.evaluate') && /startToClos/.test(i),
+    ),
+    'a misspelt setting',
+  );
+  assert.ok(
+    bad({ evalute: { heartbeat: '1m' } }).some((i) => i.startsWith('runtime.timeouts') && /evalute/.test(i)),
+    'an unknown activity',
+  );
+  assert.ok(
+    bad({ trainPrior: { maximumAttempts: 0 } }).some((i) =>
+      i.startsWith('runtime.timeouts.trainPrior.maximumAttempts:'),
+    ),
+    'attempts below 1',
+  );
+});

@@ -94,3 +94,21 @@ test('control commands name a missing campaign', async () => {
   assert.equal(result.code, 1);
   assert.match(result.stderr, /no campaign 'nope'/);
 });
+
+test('a pause in the last lap is refused, since no lap boundary is left to hold at', async () => {
+  const store = path.join(await mkdtemp(path.join(tmpdir(), 'diffem-last-lap-')), 'store');
+  const run = startCli(['run', 'examples/manifold-tiny.yaml', '--store', store, '--id', 'tiny']);
+  // Laps run 0..2: once lap 1 is recorded, lap 2 (the last) or the final stage is in progress.
+  const lapOne = path.join(store, 'campaigns', 'tiny', 'laps', 'lap-001.json');
+  await waitFor('lap 1 recorded', async () => existsSync(lapOne));
+  const refused = await runCli(['pause', 'tiny', '--store', store]);
+  assert.equal(refused.code, 1, refused.stdout);
+  assert.match(
+    refused.stderr,
+    /campaign tiny is in its (last lap \(2 of 2\): 'pause' acts at the next lap boundary and there is none left|final stage: 'pause' no longer applies)/,
+  );
+  assert.equal((await progress(store, 'tiny')).paused, false, 'the refused pause was recorded');
+  const result = await run.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal((await progress(store, 'tiny')).status, 'done');
+});

@@ -216,7 +216,7 @@ describe('campaigns on a Temporal dev server', { skip }, () => {
     });
   });
 
-  test('pause mid-lap holds the campaign at the lap boundary; unpause completes it', async () => {
+  test('pause mid-lap holds the campaign at the lap boundary; unpause completes it; a pause in the last lap is refused', async () => {
     await inSpace('e2e-pause', async (space) => {
       await space.run();
       await waitFor('lap 0 in progress', async () => ((await space.observe()).phase === 'lap' ? true : undefined));
@@ -238,6 +238,30 @@ describe('campaigns on a Temporal dev server', { skip }, () => {
 
       const resumed = await space.control('unpause');
       assert.equal(resumed.paused, false);
+
+      // Held again at the boundary before the last lap, then let into it: no boundary is left,
+      // so a pause is refused there instead of being accepted and ignored.
+      if (held.lap < held.laps - 1) {
+        await waitFor('the next lap', async () => ((await space.observe()).lap > held.lap ? true : undefined));
+        await space.control('pause');
+        const beforeLast = await waitFor('the campaign held before its last lap', async () => {
+          const p = await space.observe();
+          return p.step === 'recorded' && p.paused ? p : undefined;
+        });
+        assert.equal(beforeLast.lap, beforeLast.laps - 1);
+        await space.control('unpause');
+      }
+      const refused = await runCli(['pause', ID], {
+        TEMPORAL_ADDRESS: h.server.address,
+        TEMPORAL_NAMESPACE: space.namespace,
+      });
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(
+        refused.stderr,
+        /in its last lap \(2 of 2\): 'pause' acts at the next lap boundary and there is none left/,
+      );
+      assert.equal((await space.observe()).paused, false);
+
       await space.finished();
       assert.equal((await campaignStatus(space.store, ID)).status, 'done');
       await space.assertSameArtifacts();

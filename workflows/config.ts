@@ -218,6 +218,43 @@ const trainingConfig = z.strictObject({
   gradientShards: positiveInt.optional(),
 });
 
+/**
+ * The campaign's activities by name (workflows/types.ts CampaignActivities; workflows/temporal.ts
+ * checks at compile time that the two lists agree).
+ */
+export const ACTIVITY_NAMES = [
+  'prepareData',
+  'shardDataset',
+  'initializeGaussian',
+  'trainConditional',
+  'posteriorSample',
+  'evaluate',
+  'trainPrior',
+  'samplePrior',
+  'renderFigures',
+  'recordLap',
+  'finishCampaign',
+] as const;
+
+/** A duration as Temporal reads it: digits and a unit. */
+export const durationText = z
+  .string()
+  .regex(/^\d+(?:ms|s|m|h|d)$/, 'must be a duration: digits and a unit (ms, s, m, h, d), such as 90s, 30m or 12h');
+
+/**
+ * `runtime.timeouts`: per activity, the longest attempt (startToClose), the longest silence
+ * between heartbeats before the attempt counts as lost (heartbeat), and the attempts before
+ * the campaign fails. The embedded engine ignores them: it has no lost workers to detect.
+ */
+const activityTimeouts = z.partialRecord(
+  z.enum(ACTIVITY_NAMES),
+  z.strictObject({
+    startToClose: durationText.optional(),
+    heartbeat: durationText.optional(),
+    maximumAttempts: positiveInt.optional(),
+  }),
+);
+
 export const campaignConfigSchema = z
   .strictObject({
     /** Root of every random draw of the campaign. */
@@ -306,6 +343,8 @@ export const campaignConfigSchema = z
         threads: z.number().int().nonnegative().default(0),
         /** Rows per ONNX Runtime run (default: 4096 for vectors, 128 for images). */
         batchSize: positiveInt.optional(),
+        /** Temporal engine only: per-activity timeouts over its defaults (docs/temporal.md). */
+        timeouts: activityTimeouts.optional(),
       })
       .default({ device: 'auto', threads: 0 }),
   })

@@ -44,7 +44,7 @@ import {
   type CampaignProgress,
   type CampaignState,
 } from './campaign.js';
-import type { CampaignConfig } from './config.js';
+import type { ACTIVITY_NAMES, CampaignConfig } from './config.js';
 import { NON_RETRYABLE_ERROR_TYPES } from './errors.js';
 import type {
   ActivityInput,
@@ -105,25 +105,37 @@ export interface StepTimeouts {
 }
 
 /**
- * Defaults sized for the reference manifold scale on one GPU. Heartbeat timeouts leave room
- * for the slow setup before the first heartbeat (loading shards, creating a CUDA session):
- * a timeout shorter than that setup would kill every attempt.
+ * Defaults sized for the reference manifold scale on one GPU. An activity with a heartbeat
+ * timeout heartbeats four times per timeout while it runs (activities/context.ts keepAlive),
+ * so the timeout bounds how long a lost worker goes unnoticed; it must still exceed the
+ * longest stretch an activity blocks its event loop (a tfjs kernel, one metric at the
+ * reference scale), or it would kill healthy attempts. Activities without one are short.
  */
 export const DEFAULT_TIMEOUTS: Readonly<
   Record<ActivityName, Required<Pick<StepTimeouts, 'startToClose' | 'maximumAttempts'>> & { heartbeat?: Duration }>
 > = {
-  prepareData: { startToClose: '1h', maximumAttempts: 3 },
+  prepareData: { startToClose: '1h', heartbeat: '5m', maximumAttempts: 3 },
   shardDataset: { startToClose: '30m', maximumAttempts: 3 },
-  initializeGaussian: { startToClose: '2h', maximumAttempts: 3 },
+  initializeGaussian: { startToClose: '2h', heartbeat: '5m', maximumAttempts: 3 },
   trainConditional: { startToClose: '12h', heartbeat: '5m', maximumAttempts: 5 },
   posteriorSample: { startToClose: '6h', heartbeat: '5m', maximumAttempts: 5 },
-  evaluate: { startToClose: '1h', maximumAttempts: 3 },
+  evaluate: { startToClose: '1h', heartbeat: '5m', maximumAttempts: 3 },
   trainPrior: { startToClose: '12h', heartbeat: '5m', maximumAttempts: 5 },
   samplePrior: { startToClose: '2h', heartbeat: '5m', maximumAttempts: 5 },
   renderFigures: { startToClose: '30m', maximumAttempts: 3 },
   recordLap: { startToClose: '5m', maximumAttempts: 10 },
   finishCampaign: { startToClose: '5m', maximumAttempts: 10 },
 };
+
+// The config's list of activity names (config.ts ACTIVITY_NAMES) must be the activity contract's.
+type SameNames<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const activityNamesAgree: SameNames<(typeof ACTIVITY_NAMES)[number], ActivityName> = true;
+void activityNamesAgree;
+
+/** Activities with a heartbeat timeout: the long ones, whose lost worker must be noticed quickly. */
+export const HEARTBEAT_ACTIVITIES: readonly ActivityName[] = (Object.keys(DEFAULT_TIMEOUTS) as ActivityName[]).filter(
+  (name) => DEFAULT_TIMEOUTS[name].heartbeat !== undefined,
+);
 
 /**
  * Search attributes of a campaign. Custom search attributes must be registered on the
@@ -300,6 +312,11 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
         // Controls act at lap boundaries; once the laps are over there is none left.
         if (view.phase === 'final' || view.phase === 'done')
           throw new Error(`campaign ${view.campaignId} is in its final stage: '${action}' no longer applies`);
+        // In the last lap, too: a pause would hold at the next boundary, and the final stage follows instead.
+        if (action === 'pause' && !view.paused && inLastLap(view))
+          throw new Error(
+            `campaign ${view.campaignId} is in its last lap (${view.lap} of ${view.laps}): 'pause' acts at the next lap boundary and there is none left`,
+          );
       },
     },
   );
@@ -362,8 +379,12 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
 
   const host: CampaignHost = {
     call<K extends ActivityName>(name: K, step: string, activityInput: ActivityInput<K>): Promise<ActivityOutput<K>> {
-      const defaults = DEFAULT_TIMEOUTS[name];
-      const timeouts: StepTimeouts = { ...defaults, ...options.timeouts?.[name] };
+      // The campaign config's runtime.timeouts over the defaults, the start options (CLI flags) over both.
+      const timeouts: StepTimeouts = {
+        ...DEFAULT_TIMEOUTS[name],
+        ...input.config.runtime.timeouts?.[name],
+        ...options.timeouts?.[name],
+      };
       const queue = queueFor(name, queues);
       const proxy = proxyActivities<CampaignActivities>(activityOptions(name, step, queue, timeouts));
       const fn = proxy[name] as unknown as (i: ActivityInput<K>) => Promise<ActivityOutput<K>>;
@@ -433,6 +454,15 @@ export async function diffemCampaign(input: TemporalCampaignInput): Promise<Camp
     }
     throw error;
   }
+}
+
+/**
+ * Whether no lap boundary is left before the final stage: the lap in flight is the last one
+ * (laps run 0..laps). A continued run has not started its lap yet: its boundary is still ahead.
+ */
+export function inLastLap(view: CampaignProgressView): boolean {
+  if (view.step === 'continued') return false;
+  return view.lap >= view.laps;
 }
 
 function failureType(error: Error): string | undefined {

@@ -20,6 +20,7 @@ import { getTensors } from '../../store/tensors.js';
 import type { VectorCampaignConfig } from '../../workflows/config.js';
 import type { ArtifactRef, EvaluateInput, EvaluateOutput, Metrics } from '../../workflows/types.js';
 import type { Untimed } from '../activity.js';
+import { yieldToEventLoop } from '../context.js';
 import { tensorOf } from '../io.js';
 import { loadSamples, loadShard } from './data.js';
 
@@ -35,17 +36,21 @@ export async function manifoldMetrics(
   const reference = tensorOf((await getTensors(store, clean)).tensors, 'x', clean.key, [config.data.dim]);
   const k = Math.min(config.metrics.samples, x.shape[0], reference.shape[0]);
   const subset = takeRows(x, rng.permutation(x.shape[0]).subarray(0, k));
+  const referenceSubset = takeRows(reference, rng.permutation(reference.shape[0]).subarray(0, k));
+  // Each metric blocks the event loop; yielding between them lets the activity's heartbeats out.
+  await yieldToEventLoop();
   const distances = summarizeDistances(curveDistances(curve, x));
+  await yieldToEventLoop();
+  const sinkhorn = sinkhornDivergence(subset, referenceSubset, { blur: config.metrics.sinkhornBlur });
+  await yieldToEventLoop();
+  const coverage = curveCoverage(curve, x, { radius: config.metrics.coverageRadius });
+  await yieldToEventLoop();
   return {
-    sinkhorn: round(
-      sinkhornDivergence(subset, takeRows(reference, rng.permutation(reference.shape[0]).subarray(0, k)), {
-        blur: config.metrics.sinkhornBlur,
-      }),
-    ),
+    sinkhorn: round(sinkhorn),
     curve_distance_mean: round(distances.mean),
     curve_distance_median: round(distances.median),
     curve_distance_p90: round(distances.p90),
-    coverage: round(curveCoverage(curve, x, { radius: config.metrics.coverageRadius })),
+    coverage: round(coverage),
   };
 }
 

@@ -4,7 +4,11 @@
  */
 import { parseArgs } from 'node:util';
 import { formatMetrics } from '../local/progress.js';
-import { GPU_ACTIVITIES, type CampaignProgressView, type TemporalCampaignOptions } from '../../workflows/temporal.js';
+import {
+  HEARTBEAT_ACTIVITIES,
+  type CampaignProgressView,
+  type TemporalCampaignOptions,
+} from '../../workflows/temporal.js';
 import {
   createSchedule,
   deleteSchedule,
@@ -86,14 +90,15 @@ function port(text: string, flag: string): number {
 }
 
 /**
- * `run --heartbeat-timeout`: how soon Temporal gives up on a silent training or sampling attempt
- * (a lost worker) and retries it elsewhere, from its last checkpoint. The default (5 min) leaves
+ * `run --heartbeat-timeout`: how soon Temporal gives up on a silent attempt of a long activity
+ * (data preparation, the Gaussian start, training, sampling, evaluation: a lost worker) and
+ * retries it elsewhere, training from its last checkpoint. The default (5 min) leaves
  * room for slow device setup; small campaigns can afford seconds.
  */
 export function heartbeatTimeouts(text: string): TemporalCampaignOptions['timeouts'] {
   if (!/^\d+(?:ms|s|m|h)$/.test(text))
     throw new TemporalUsageError(`--heartbeat-timeout must be a duration such as 30s or 5m, got '${text}'`);
-  return Object.fromEntries(GPU_ACTIVITIES.map((name) => [name, { heartbeat: text }]));
+  return Object.fromEntries(HEARTBEAT_ACTIVITIES.map((name) => [name, { heartbeat: text }]));
 }
 
 function describeProgress(p: CampaignProgressView): string {

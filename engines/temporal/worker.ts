@@ -23,6 +23,7 @@ import type { DeviceChoice } from '../../models/backend.js';
 import { DEFAULT_QUEUES, type QueueOption } from '../../workflows/temporal.js';
 import { connectionSettings, describeConnection, type TemporalConnectionSettings } from './connection.js';
 import { createEngineActivities } from './activities.js';
+import { journaled } from './journal.js';
 import { checkWorkerDevices, describeDevices, startHealthServer, workerReadiness } from './health.js';
 
 export type QueueChoice = 'diffem-cpu' | 'diffem-gpu-train' | 'diffem-gpu-sample' | 'diffem-gpu' | 'all';
@@ -137,7 +138,8 @@ export async function createWorkers(options: RunWorkerOptions): Promise<Campaign
   }
   const owned = !options.connection;
   const connection = options.connection ?? (await connectWorker(settings));
-  const activities = { ...createActivities(), ...createEngineActivities() };
+  // Journaled: a campaign started again under its id skips the steps it finished (journal.ts).
+  const activities = { ...journaled(createActivities()), ...createEngineActivities() };
   const role = options.role ?? 'both';
   const shutdownGraceTime = options.shutdownGraceTime ?? DEFAULT_SHUTDOWN_GRACE_TIME;
   const bundlePath = options.workflowBundle ?? nonEmpty(process.env.DIFFEM_WORKFLOW_BUNDLE);

@@ -172,16 +172,23 @@ export class WorkerProcess {
     address: string,
     bundle: string,
     namespace = 'default',
+    /** Extra environment, e.g. a fault hook (DIFFEM_CRASH_WRITING). */
+    env: NodeJS.ProcessEnv = {},
   ): WorkerProcess {
     const running = startCli(
       ['worker', '--queue', queue, '--workflow-bundle', bundle, '--shutdown-grace', '1s', '--concurrency', '2'],
-      { TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace },
+      { TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace, ...env },
     );
     return new WorkerProcess(queue, running);
   }
 
   get pid(): number | undefined {
     return this.running.child.pid;
+  }
+
+  /** Resolves when the worker process ends by itself (a fault hook killing it). */
+  exited(): Promise<CliResult> {
+    return this.running.done;
   }
 
   /** The worker lost: SIGKILL, no draining. */
