@@ -162,7 +162,13 @@ describe('health endpoint', () => {
 
   test(
     'a worker against a real server turns ready once it polls (TEMPORAL_ADDRESS)',
-    { skip: !process.env.TEMPORAL_ADDRESS && 'needs a Temporal server: set TEMPORAL_ADDRESS' },
+    {
+      // npm run temporal:test sets DIFFEM_REQUIRE_TEMPORAL: there a missing server fails instead.
+      skip:
+        !process.env.TEMPORAL_ADDRESS &&
+        !process.env.DIFFEM_REQUIRE_TEMPORAL &&
+        'needs a Temporal server: set TEMPORAL_ADDRESS (npm run temporal:test)',
+    },
     async () => {
       const suffix = `${process.pid}-${Date.now()}`;
       const lines: string[] = [];

@@ -98,7 +98,8 @@ case "${1:-}" in
     node node_modules/typescript/bin/tsc -p tsconfig.json
     # One file at a time: the end-to-end tests spawn workers and servers of their own.
     TEMPORAL_ADDRESS="$address" TEMPORAL_NAMESPACE=default DIFFEM_TEMPORAL_CLI="$binary" DIFFEM_REQUIRE_TEMPORAL=1 \
-      node --test --test-concurrency=1 dist/tests/temporal-server.test.js dist/tests/temporal-e2e*.test.js "${@:2}"
+      node --test --test-concurrency=1 dist/tests/temporal-server.test.js dist/tests/temporal-e2e*.test.js \
+        dist/tests/deploy-queues.test.js dist/tests/deploy-worker.test.js "${@:2}"
     ;;
   *)
     echo "usage: tools/temporal/temporal.sh build|dev|test" >&2
