@@ -78,13 +78,7 @@ export async function mmpsImagePosteriorSample(request: ImageMmpsRequest): Promi
     return {
       rows,
       passes: guided.passes,
-      guidance: {
-        ...settings,
-        evaluations: guided.evaluations,
-        breakdowns: guided.breakdowns,
-        residualMax: guided.residualMax,
-        residualMean: guided.evaluations > 0 ? guided.residualSum / guided.evaluations : 0,
-      },
+      guidance: { ...settings, ...guided.solveStats() },
     };
   } finally {
     guided.dispose();

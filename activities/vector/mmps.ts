@@ -103,13 +103,7 @@ export async function mmpsPosteriorSample(request: MmpsRequest): Promise<MmpsRes
       x,
       passes: guided.passes,
       passesPerStep: guided.passes / guided.evaluations,
-      guidance: {
-        ...settings,
-        evaluations: guided.evaluations,
-        breakdowns: guided.breakdowns,
-        residualMax: guided.residualMax,
-        residualMean: guided.evaluations > 0 ? guided.residualSum / guided.evaluations : 0,
-      },
+      guidance: { ...settings, ...guided.solveStats() },
     };
   } finally {
     guided.dispose();

@@ -139,6 +139,16 @@ export class MmpsDenoiser implements Denoiser {
   /** Clamped CG directions (a non-covariance Jacobian), over all evaluations. */
   breakdowns = 0;
 
+  /** How the solves went so far: what a lap record keeps of them. */
+  solveStats(): { evaluations: number; breakdowns: number; residualMax: number; residualMean: number } {
+    return {
+      evaluations: this.evaluations,
+      breakdowns: this.breakdowns,
+      residualMax: this.residualMax,
+      residualMean: this.evaluations > 0 ? this.residualSum / this.evaluations : 0,
+    };
+  }
+
   constructor(
     private readonly prior: DifferentiableDenoiser,
     private readonly observation: Observation,
