@@ -28,10 +28,6 @@ export function shardName(index: number): string {
   return `shard-${String(index).padStart(3, '0')}`;
 }
 
-export function campaignPrefix(campaignId: string): string {
-  return `campaigns/${campaignId}/`;
-}
-
 function key(campaignId: string, ...parts: string[]): string {
   return ['campaigns', campaignId, ...parts].join('/');
 }
