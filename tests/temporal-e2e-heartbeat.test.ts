@@ -75,7 +75,23 @@ describe('heartbeats of the CPU activities', { skip }, () => {
         const pending = (await handle.describe()).raw.pendingActivities ?? [];
         const prepare = pending.find((a) => a.activityType?.name === 'prepareData');
         // state 2: PENDING_ACTIVITY_STATE_STARTED (a worker has it), not merely scheduled after a backoff.
-        return prepare && (prepare.attempt ?? 0) >= 2 && prepare.state === 2 ? Date.now() : undefined;
+        if (prepare && (prepare.attempt ?? 0) >= 2 && prepare.state === 2) return Date.now();
+        if (prepare) return undefined;
+        // A quick retry can start and finish between two polls: then the history's started
+        // event of prepareData (written when it closed) carries the retry's attempt and start time.
+        const { events } = await handle.fetchHistory();
+        const started = (events ?? []).find(
+          (e) =>
+            e.activityTaskStartedEventAttributes &&
+            (e.activityTaskStartedEventAttributes.attempt ?? 0) >= 2 &&
+            (events ?? []).some(
+              (s) =>
+                s.eventId?.toString() === e.activityTaskStartedEventAttributes?.scheduledEventId?.toString() &&
+                s.activityTaskScheduledEventAttributes?.activityType?.name === 'prepareData',
+            ),
+        );
+        const time = started?.eventTime;
+        return time ? Number(time.seconds ?? 0) * 1000 + Math.floor((time.nanos ?? 0) / 1e6) : undefined;
       });
       const seconds = (retried - lost) / 1000;
       assert.ok(
