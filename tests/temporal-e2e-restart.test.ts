@@ -7,13 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { runCli, REPO } from './helpers/cli.js';
-import { artifactDigests, campaignStatus } from './helpers/campaign-cli.js';
+import { REPO } from './helpers/cli.js';
+import { artifactDigests, campaignStatus, embeddedReference } from './helpers/campaign-cli.js';
 import { DevServer, diffem, serverSkipReason, waitFor, WorkerProcess } from './helpers/temporal-server.js';
 import type { StepRecord } from '../engines/records.js';
 
@@ -27,13 +26,7 @@ let reference: Map<string, string>;
 
 before(async () => {
   if (skip) return;
-  dir = await mkdtemp(path.join(tmpdir(), 'diffem-e2e-restart-'));
-  bundle = path.join(dir, 'workflow-bundle.js');
-  const bundled = await runCli(['worker', 'bundle', '--out', bundle]);
-  assert.equal(bundled.code, 0, bundled.stderr);
-  const embedded = await runCli(['run', TINY, '--store', path.join(dir, 'embedded'), '--id', ID]);
-  assert.equal(embedded.code, 0, embedded.stderr);
-  reference = await artifactDigests(path.join(dir, 'embedded'), ID);
+  ({ dir, bundle, reference } = await embeddedReference('diffem-e2e-restart-', TINY, ID));
 });
 
 after(async () => {

@@ -57,3 +57,24 @@ export async function artifactDigests(store: string, id: string): Promise<Map<st
   assert.ok(map.size > 10, `campaign ${id} lists only ${map.size} artifacts`);
   return map;
 }
+
+/**
+ * What a server test compares against: a temporary directory holding the bundled workflows and
+ * the artifact digests of the same campaign run on the embedded engine under the same id (the
+ * id is part of some artifacts: safetensors metadata, figure titles).
+ */
+export async function embeddedReference(
+  prefix: string,
+  config: string,
+  id: string,
+): Promise<{ dir: string; bundle: string; reference: Map<string, string> }> {
+  const { mkdtemp } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  const bundle = path.join(dir, 'workflow-bundle.js');
+  const bundled = await runCli(['worker', 'bundle', '--out', bundle]);
+  assert.equal(bundled.code, 0, bundled.stderr);
+  const embedded = await runCli(['run', config, '--store', path.join(dir, 'embedded'), '--id', id]);
+  assert.equal(embedded.code, 0, embedded.stderr);
+  return { dir, bundle, reference: await artifactDigests(path.join(dir, 'embedded'), id) };
+}
