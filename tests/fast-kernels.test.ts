@@ -101,3 +101,50 @@ test('OpenBLAS BatchMatMul agrees with the cpu backend', async (t) => {
     assert.ok(error < 1e-5, `[${shapeA}]${ta ? 'ᵀ' : ''} · [${shapeB}]${tb ? 'ᵀ' : ''}: relative error ${error}`);
   }
 });
+
+test('OpenBLAS convolutions (forward, filter and input gradients) agree with the cpu backend', async (t) => {
+  const blas = await loadOpenBlas();
+  if (!blas.ok) {
+    t.skip(blas.reason);
+    return;
+  }
+  // [batch, height, width, in, out], kernel, stride, padding: 3x3 'same' as the U-Net, a
+  // strided downsampling, a 1x1 skip, a valid 5x5, and even kernels whose 'same' padding is
+  // uneven (strided: columns; stride 1: the padded grid).
+  const cases: Array<[number[], number, 1 | 2, 'same' | 'valid']> = [
+    [[3, 9, 7, 4, 5], 3, 1, 'same'],
+    [[2, 10, 9, 3, 6], 3, 2, 'same'],
+    [[2, 6, 5, 7, 3], 1, 1, 'valid'],
+    [[1, 11, 8, 2, 4], 5, 1, 'valid'],
+    [[2, 8, 8, 3, 2], 4, 2, 'same'],
+    [[2, 7, 6, 3, 4], 4, 1, 'same'],
+  ];
+  const rng = Rng.derive(6, 'conv');
+  for (const [[b, h, w, ci, co], k, stride, pad] of cases) {
+    const x = rng.fillNormal(new Float32Array(b * h * w * ci));
+    const filter = rng.fillNormal(new Float32Array(k * k * ci * co));
+    const run = () =>
+      tf.tidy(() => {
+        const xt = tf.tensor4d(x, [b, h, w, ci]);
+        const ft = tf.tensor4d(filter, [k, k, ci, co]);
+        // A loss whose gradient δ is not uniform, so every term of both gradients counts.
+        const weight = tf.sin(tf.range(0, tf.conv2d(xt, ft, stride, pad).size)).reshape(
+          tf.conv2d(xt, ft, stride, pad).shape,
+        );
+        const f = (xi: tf.Tensor, fi: tf.Tensor) =>
+          tf.conv2d(xi as tf.Tensor4D, fi as tf.Tensor4D, stride, pad).mul(weight).sum();
+        const [dx, df] = tf.grads(f)([xt, ft]);
+        return [tf.conv2d(xt, ft, stride, pad), dx, df].map((r) => r.dataSync() as Float32Array);
+      });
+    await tf.setBackend('cpu');
+    const expected = run();
+    await initBackend({ backend: 'wasm', gemm: 'openblas' });
+    assert.ok(blasGemmInstalled());
+    const actual = run();
+    await initBackend({ backend: 'wasm', gemm: 'wasm' });
+    ['y', 'dL/dx', 'dL/dw'].forEach((name, i) => {
+      const error = maxRelativeError(expected[i], actual[i]);
+      assert.ok(error < 1e-5, `${k}x${k} stride ${stride} ${pad}, ${name}: relative error ${error}`);
+    });
+  }
+});

@@ -24,7 +24,7 @@ import {
 
 import { WASM, asWasmBackend, f32, runKernel } from './wasm.js';
 
-type Sgemm = (
+export type Sgemm = (
   order: number,
   transA: number,
   transB: number,

@@ -9,6 +9,7 @@
 import '@tensorflow/tfjs-backend-wasm';
 import {
   BatchMatMul,
+  Conv2D,
   Conv2DBackpropFilter,
   Conv2DBackpropInput,
   _FusedMatMul,
@@ -19,6 +20,7 @@ import {
 } from '@tensorflow/tfjs-core';
 
 import { blasBatchMatMulConfig, type BlasProbe } from './blas.js';
+import { blasConvConfigs } from './conv2d-blas.js';
 import { batchMatMulConfig, fusedMatMulConfig } from './batchMatMul.js';
 import { conv2dBackpropFilterConfig } from './conv2dBackpropFilter.js';
 import { conv2dBackpropInputConfig } from './conv2dBackpropInput.js';
@@ -62,20 +64,21 @@ export function registerWasmKernels(): void {
   for (const config of ours) swap(config);
 }
 
-/** The BatchMatMul that OpenBLAS replaced (null: OpenBLAS is not in). */
+/** The kernels that OpenBLAS replaced (null: OpenBLAS is not in). */
 let beforeBlas: KernelConfig[] | null = null;
 
 /**
- * Routes BatchMatMul (dense layers, the im2col convolution gradients) through OpenBLAS.
- * Conv2D stays on XNNPACK: an im2col + OpenBLAS forward measured no faster on the U-Net,
- * the JavaScript im2col costing what the product saved.
+ * Routes BatchMatMul (dense layers) and the three convolution kernels (conv2d-blas.ts:
+ * im2col + sgemm) through OpenBLAS.
  */
 export function installBlasGemm(blas: Extract<BlasProbe, { ok: true }>): void {
   registerWasmKernels();
   if (beforeBlas !== null) return;
-  const matMul = required(BatchMatMul);
-  beforeBlas = [matMul];
-  swap(blasBatchMatMulConfig(blas.sgemm, matMul));
+  const names = [BatchMatMul, Conv2D, Conv2DBackpropFilter, Conv2DBackpropInput];
+  const current = Object.fromEntries(names.map((name) => [name, required(name)]));
+  beforeBlas = names.map((name) => current[name]);
+  swap(blasBatchMatMulConfig(blas.sgemm, current[BatchMatMul]));
+  for (const config of blasConvConfigs(blas.sgemm, current)) swap(config);
 }
 
 /** Back to the wasm GEMM; a no-op when OpenBLAS is not in. */
