@@ -25,6 +25,8 @@
  */
 import * as tf from '../tf.js';
 import { embeddingFrequencies } from '../embedding.js';
+import { groupNormSilu } from '../kernels/group-norm-silu.js';
+import { fusedLayersEnabled } from '../kernels/layer-norm-silu.js';
 import { ndarray, sizeOf, type NDArray } from '../ndarray.js';
 import { edmCoefficients } from '../precondition.js';
 import type { Rng } from '../rng.js';
@@ -335,7 +337,7 @@ export class UnetNetwork {
           h = this.conv(u, `up.${l}.upsample`, 1);
         }
       }
-      h = silu(this.groupNorm(h, 'output.norm'));
+      h = this.normSilu(h, 'output.norm');
       const f = this.conv(h, 'output.conv', 1);
       return xt.mul(cSkip).add(f.mul(cOut)) as tf.Tensor4D;
     });
@@ -361,6 +363,14 @@ export class UnetNetwork {
     return normed.mul(this.weights[`${name}.weight`]).add(this.weights[`${name}.bias`]) as tf.Tensor4D;
   }
 
+  /** SiLU(GroupNorm(x)), one fused op on the wasm backend with kernels 'fast' (group-norm-silu.ts). */
+  private normSilu(x: tf.Tensor4D, name: string): tf.Tensor4D {
+    if (!fusedLayersEnabled()) return silu(this.groupNorm(x, name));
+    const gamma = this.weights[`${name}.weight`];
+    const beta = this.weights[`${name}.bias`];
+    return groupNormSilu(x, gamma, beta, this.config.groups, GROUP_NORM_EPSILON);
+  }
+
   private resBlock(
     x: tf.Tensor4D,
     e: tf.Tensor2D,
@@ -368,10 +378,10 @@ export class UnetNetwork {
     dropout: (x: tf.Tensor4D) => tf.Tensor4D,
   ): tf.Tensor4D {
     const n = x.shape[0];
-    let h = this.conv(silu(this.groupNorm(x, `${name}.norm1`)), `${name}.conv1`, 1);
+    let h = this.conv(this.normSilu(x, `${name}.norm1`), `${name}.conv1`, 1);
     const cout = h.shape[3];
     h = h.add(this.linear(e, `${name}.emb`).reshape([n, 1, 1, cout]));
-    h = this.conv(dropout(silu(this.groupNorm(h, `${name}.norm2`))), `${name}.conv2`, 1);
+    h = this.conv(dropout(this.normSilu(h, `${name}.norm2`)), `${name}.conv2`, 1);
     const skip = this.weights[`${name}.skip.weight`] ? this.conv(x, `${name}.skip`, 1) : x;
     return skip.add(h);
   }
