@@ -2,7 +2,9 @@
  * Data-parallel training: the number of gradient shards fixes the arithmetic, the number of
  * threads does not. The tiny manifold campaign with two shards, once on one thread and once
  * on two, must store byte-identical artifacts, and its lap records say how it ran. A run
- * resumed from a checkpoint on another thread count ends with the same weights.
+ * resumed from a checkpoint on another thread count ends with the same weights. The U-Net,
+ * whose convolutions and GroupNorms run on the fast kernels (OpenBLAS where installed),
+ * trains to the same bits on one thread and on two.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -11,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import { initMlpParams, mlpParamShapes } from '../models/denoisers/mlp.js';
+import { initUnetParams, unetParamShapes, type UnetConfig } from '../models/denoisers/unet.js';
 import { ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { logLinearSchedule } from '../models/schedule.js';
@@ -154,4 +157,56 @@ test('a data-parallel run resumed from its checkpoint ends with the uninterrupte
     assert.deepEqual(resumed.params[name].data, p.data, name);
     assert.deepEqual(resumed.optimizer.ema?.[name].data, whole.optimizer.ema?.[name].data, name);
   }
+});
+
+test('U-Net training on the fast kernels gives the same weights on one thread and on two', async () => {
+  const config: UnetConfig = {
+    height: 8,
+    width: 8,
+    channels: 1,
+    condChannels: 2,
+    levels: [8, 16],
+    blocksPerLevel: 1,
+    attentionLevels: [1],
+    embedDim: 8,
+    dropout: 0.1,
+    groups: 4,
+  };
+  const rng = Rng.derive(12, 'dp-unet');
+  const data = {
+    x: ndarray([32, 8, 8, 1], rng.fillNormal(new Float32Array(32 * 64))),
+    cond: ndarray([32, 8, 8, 2], rng.fillNormal(new Float32Array(32 * 128))),
+  };
+  const params = initUnetParams(config, rng);
+  const shapes = unetParamShapes(config).map(([, shape]) => shape);
+  const options = {
+    steps: 6,
+    batchSize: 8,
+    optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clip: 1, emaDecay: 0.9 },
+    lrSchedule: 'cosine' as const,
+    timeDistribution: 'beta33' as const,
+    schedule: logLinearSchedule(1e-3, 1e2),
+    seed: 12,
+    streamPath: ['dp-unet'],
+  };
+  const train = (threads: number) =>
+    trainDataParallel(
+      { kind: 'unet', config },
+      shapes,
+      data,
+      { params },
+      options,
+      { shards: 2, threads },
+      {},
+      { backend: 'wasm', kernels: 'fast' },
+    );
+  const one = await train(1);
+  const two = await train(2);
+  assert.deepEqual(two.losses, one.losses);
+  let changed = 0;
+  for (const [name, p] of Object.entries(one.params)) {
+    assert.deepEqual(two.params[name].data, p.data, name);
+    if (p.data.some((v, i) => v !== params[name].data[i])) changed++;
+  }
+  assert.ok(changed > 10, `training changed only ${changed} tensors`);
 });
