@@ -14,6 +14,7 @@ import { UnetNetwork, initUnetParams, type UnetConfig } from '../models/denoiser
 import { loadOpenBlas } from '../models/kernels/blas.js';
 import { fusedLayersEnabled } from '../models/kernels/layer-norm-silu.js';
 import { Rng } from '../models/rng.js';
+import { Adam, type OptimizerState } from '../models/training/adam.js';
 
 function maxRelativeError(expected: Float32Array, actual: Float32Array): number {
   assert.equal(actual.length, expected.length);
@@ -203,4 +204,62 @@ test('the fused GroupNorm + SiLU gives the composite ops’ U-Net output and gra
     const error = maxRelativeError(expected, fast.get(name)!);
     assert.ok(error < 5e-5, `${name}: relative error ${error}`);
   }
+});
+
+test('Adam in place on the heap follows the op path, and resumes from its state exactly', async () => {
+  const shapes: Record<string, number[]> = { a: [3, 4], b: [5] };
+  const options = { lr: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clip: 1, emaDecay: 0.99, emaWarmup: 3 };
+  const rng = Rng.derive(8, 'adam');
+  const start = Object.fromEntries(
+    Object.entries(shapes).map(([name, shape]) => [name, rng.fillNormal(new Float32Array(shape[0] * (shape[1] ?? 1)))]),
+  );
+  // Gradients large enough that clipping binds on some steps.
+  const gradients = Array.from({ length: 10 }, () =>
+    Object.fromEntries(
+      Object.entries(start).map(([name, w]) => [name, rng.fillNormal(new Float32Array(w.length)).map((g) => g * 0.8)]),
+    ),
+  );
+  interface Run {
+    state: OptimizerState;
+    weights: Record<string, Float32Array>;
+  }
+  const train = async (kernels: 'portable' | 'fast', from: number, to: number, previous?: Run): Promise<Run> => {
+    await initBackend({ backend: 'wasm', kernels });
+    const weights = new Map(
+      Object.entries(shapes).map(([name, shape]) => [
+        name,
+        tf.variable(tf.tensor((previous?.weights ?? start)[name], shape), true),
+      ]),
+    );
+    const adam = new Adam(weights, options, previous?.state);
+    for (let t = from; t < to; t++) adam.apply(gradients[t], 0.05 * (1 - t / 20));
+    const run: Run = {
+      state: adam.state(),
+      weights: Object.fromEntries([...weights].map(([name, w]) => [name, w.dataSync() as Float32Array])),
+    };
+    adam.dispose();
+    for (const w of weights.values()) w.dispose();
+    return run;
+  };
+  const ops = await train('portable', 0, 10);
+  const inPlace = await train('fast', 0, 10);
+  for (const [name, expected] of Object.entries(ops.weights)) {
+    const error = maxRelativeError(expected, inPlace.weights[name]);
+    assert.ok(error < 1e-5, `weights ${name}: relative error ${error}`);
+  }
+  for (const key of ['m', 'v', 'ema'] as const) {
+    for (const [name, expected] of Object.entries(ops.state[key]!)) {
+      const error = maxRelativeError(expected.data, inPlace.state[key]![name].data);
+      assert.ok(error < 1e-5, `${key} ${name}: relative error ${error}`);
+    }
+  }
+  const half = await train('fast', 0, 5);
+  const resumed = await train('fast', 5, 10, half);
+  assert.deepEqual(resumed.weights, inPlace.weights, 'weights after resuming');
+  for (const key of ['m', 'v', 'ema'] as const) {
+    for (const [name, expected] of Object.entries(inPlace.state[key]!)) {
+      assert.deepEqual(resumed.state[key]![name].data, expected.data, `${key} ${name} after resuming`);
+    }
+  }
+  await initBackend({ backend: 'wasm', kernels: 'portable' });
 });

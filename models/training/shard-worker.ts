@@ -113,15 +113,13 @@ async function run(): Promise<void> {
       for (let j = 0; j < P; j++) sum[j] *= scale;
       loss *= scale;
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(step, loss);
-      tf.tidy(() => {
-        const named: Record<string, tf.Tensor> = {};
-        let i = 0;
-        for (const [name, variable] of variables) {
-          named[name] = tf.tensor(sum.subarray(offsets[i], offsets[i] + variable.size), variable.shape);
-          i++;
-        }
-        adam.apply(named, learningRate(options, step));
-      });
+      const named: Record<string, Float32Array> = {};
+      let i = 0;
+      for (const [name, variable] of variables) {
+        named[name] = sum.subarray(offsets[i], offsets[i] + variable.size);
+        i++;
+      }
+      adam.apply(named, learningRate(options, step));
       if (thread !== 0) continue;
       const done = step + 1;
       post({ type: 'step', done, loss });
