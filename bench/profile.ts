@@ -95,7 +95,11 @@ function profileOf(name: string, args: string[], out: string): void {
 }
 
 const out = values.out ?? mkdtempSync(path.join(tmpdir(), 'diffem-profile-'));
-console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on this machine before profiling`);
+console.log(
+  `load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')} on this machine before profiling`,
+);
 profileOf(
   'manifold-mlp batch 512, 2 shards',
   [path.join(here, 'manifold.js'), '--batches', '512', '--reference', '/nonexistent'],

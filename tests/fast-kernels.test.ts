@@ -130,11 +130,14 @@ test('OpenBLAS convolutions (forward, filter and input gradients) agree with the
         const xt = tf.tensor4d(x, [b, h, w, ci]);
         const ft = tf.tensor4d(filter, [k, k, ci, co]);
         // A loss whose gradient δ is not uniform, so every term of both gradients counts.
-        const weight = tf.sin(tf.range(0, tf.conv2d(xt, ft, stride, pad).size)).reshape(
-          tf.conv2d(xt, ft, stride, pad).shape,
-        );
+        const weight = tf
+          .sin(tf.range(0, tf.conv2d(xt, ft, stride, pad).size))
+          .reshape(tf.conv2d(xt, ft, stride, pad).shape);
         const f = (xi: tf.Tensor, fi: tf.Tensor) =>
-          tf.conv2d(xi as tf.Tensor4D, fi as tf.Tensor4D, stride, pad).mul(weight).sum();
+          tf
+            .conv2d(xi as tf.Tensor4D, fi as tf.Tensor4D, stride, pad)
+            .mul(weight)
+            .sum();
         const [dx, df] = tf.grads(f)([xt, ft]);
         return [tf.conv2d(xt, ft, stride, pad), dx, df].map((r) => r.dataSync() as Float32Array);
       });

@@ -82,7 +82,8 @@ export class Adam {
         own.dispose();
         const restore = (map: ParamMap | null | undefined) =>
           map?.[name] ? Float32Array.from(map[name].data) : new Float32Array(w.size);
-        const ema = options.emaDecay > 0 ? (state?.ema?.[name] ? restore(state.ema) : (w.dataSync() as Float32Array)) : null;
+        const ema =
+          options.emaDecay > 0 ? (state?.ema?.[name] ? restore(state.ema) : (w.dataSync() as Float32Array)) : null;
         this.moments.set(name, { m: restore(state?.m), v: restore(state?.v), ema });
       }
       return;
@@ -167,7 +168,8 @@ export class Adam {
     if (this.moments) {
       const pick = (key: 'm' | 'v' | 'ema'): ParamMap => {
         const out: ParamMap = {};
-        for (const [name, w] of this.variables) out[name] = ndarray(w.shape, Float32Array.from(this.moments!.get(name)![key]!));
+        for (const [name, w] of this.variables)
+          out[name] = ndarray(w.shape, Float32Array.from(this.moments!.get(name)![key]!));
         return out;
       };
       return { step: this.step, m: pick('m'), v: pick('v'), ema: this.options.emaDecay > 0 ? pick('ema') : null };
