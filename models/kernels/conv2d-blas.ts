@@ -47,7 +47,7 @@ import {
 } from '@tensorflow/tfjs-core';
 
 import type { Sgemm } from './blas.js';
-import { col2imAdd, imagesPerChunk, patchSize, type PatchGeometry, patchGeometry } from './im2col.js';
+import { col2imAdd, im2col, imagesPerChunk, patchSize, type PatchGeometry, patchGeometry } from './im2col.js';
 import { WASM, asWasmBackend, f32, runKernel } from './wasm.js';
 
 const ROW_MAJOR = 101;
@@ -109,51 +109,34 @@ function padOutput(dy: Float32Array, g: PatchGeometry, p: PaddedGrid, dyp: Float
   }
 }
 
-/**
- * Writes col, [nb·OH·OW, KH·KW·CI], for images [b0, b0 + nb) of x (NHWC). Each receptive
- * field's kernel row is KW·CI contiguous floats of x when it lies inside the image, so the
- * common case is one straight copy; taps in the padding are zeros.
- */
-export function im2col(x: Float32Array, g: PatchGeometry, b0: number, nb: number, col: Float32Array): void {
-  const { inH, inW, inC: c, outH, outW, kH, kW, strideH, strideW, padTop, padLeft } = g;
-  const rowLen = kW * c;
-  let dst = 0;
-  for (let b = b0; b < b0 + nb; b++) {
-    const imageBase = b * inH * inW * c;
-    for (let oh = 0; oh < outH; oh++) {
-      const ih0 = oh * strideH - padTop;
-      for (let ow = 0; ow < outW; ow++) {
-        const iw0 = ow * strideW - padLeft;
-        const inside = iw0 >= 0 && iw0 + kW <= inW;
-        for (let kh = 0; kh < kH; kh++, dst += rowLen) {
-          const ih = ih0 + kh;
-          if (ih < 0 || ih >= inH) {
-            col.fill(0, dst, dst + rowLen);
-            continue;
-          }
-          const src = imageBase + (ih * inW + iw0) * c;
-          if (inside) {
-            for (let i = 0; i < rowLen; i++) col[dst + i] = x[src + i];
-            continue;
-          }
-          for (let kw = 0; kw < kW; kw++) {
-            const iw = iw0 + kw;
-            const d = dst + kw * c;
-            if (iw < 0 || iw >= inW) col.fill(0, d, d + c);
-            else for (let i = 0, s = src + kw * c; i < c; i++) col[d + i] = x[s + i];
-          }
-        }
-      }
-    }
-  }
-}
-
 /** Whether x viewed as [B·H·W, CI] is already the column matrix (1x1, stride 1, no padding). */
 function pointwise(g: PatchGeometry): boolean {
   return g.kH === 1 && g.kW === 1 && g.strideH === 1 && g.strideW === 1 && g.padTop === 0 && g.padLeft === 0;
 }
 
-function nhwcGeometry(info: backend_util.Conv2DInfo): PatchGeometry | null {
+type Shape4 = [number, number, number, number];
+
+/** The shared attributes of the three kernels. */
+interface ConvAttrs {
+  strides: Conv2DAttrs['strides'];
+  pad: Conv2DAttrs['pad'];
+  dataFormat: Conv2DAttrs['dataFormat'];
+  dimRoundingMode?: Conv2DAttrs['dimRoundingMode'];
+  dilations?: Conv2DAttrs['dilations'];
+}
+
+/** The geometry of an NHWC convolution with dilation 1; null for what the fallback handles. */
+function nhwcGeometry(xShape: Shape4, filterShape: Shape4, attrs: ConvAttrs): PatchGeometry | null {
+  const info = backend_util.computeConv2DInfo(
+    xShape,
+    filterShape,
+    attrs.strides,
+    attrs.dilations ?? 1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    backend_util.convertConv2DDataFormat(attrs.dataFormat),
+  );
   if (info.dataFormat !== 'channelsLast' || info.dilationHeight !== 1 || info.dilationWidth !== 1) return null;
   return patchGeometry(info);
 }
@@ -163,18 +146,7 @@ export function blasConvConfigs(sgemm: Sgemm, fallback: Record<string, KernelCon
   const conv2d: KernelFunc = ({ inputs, backend: rawBackend, attrs = {} }) => {
     const backend = asWasmBackend(rawBackend);
     const { x, filter } = inputs as { x: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dilations, dimRoundingMode } = attrs as unknown as Conv2DAttrs;
-    const info = backend_util.computeConv2DInfo(
-      x.shape as [number, number, number, number],
-      filter.shape as [number, number, number, number],
-      strides,
-      dilations,
-      pad,
-      dimRoundingMode,
-      false,
-      backend_util.convertConv2DDataFormat(dataFormat),
-    );
-    const g = nhwcGeometry(info);
+    const g = nhwcGeometry(x.shape as Shape4, filter.shape as Shape4, attrs as unknown as Conv2DAttrs);
     if (g === null || x.dtype !== 'float32' || filter.dtype !== 'float32') {
       return runKernel(fallback[Conv2D], inputs, backend, attrs);
     }
@@ -227,18 +199,8 @@ export function blasConvConfigs(sgemm: Sgemm, fallback: Record<string, KernelCon
   const backpropFilter: KernelFunc = ({ inputs, backend: rawBackend, attrs = {} }) => {
     const backend = asWasmBackend(rawBackend);
     const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as Conv2DBackpropFilterAttrs;
-    const info = backend_util.computeConv2DInfo(
-      x.shape as [number, number, number, number],
-      filterShape,
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-      false,
-      backend_util.convertConv2DDataFormat(dataFormat),
-    );
-    const g = nhwcGeometry(info);
+    const { filterShape } = attrs as unknown as Conv2DBackpropFilterAttrs;
+    const g = nhwcGeometry(x.shape as Shape4, filterShape, attrs as unknown as Conv2DBackpropFilterAttrs);
     if (g === null || x.dtype !== 'float32' || dy.dtype !== 'float32') {
       return runKernel(fallback[Conv2DBackpropFilter], inputs, backend, attrs);
     }
@@ -288,18 +250,8 @@ export function blasConvConfigs(sgemm: Sgemm, fallback: Record<string, KernelCon
   const backpropInput: KernelFunc = ({ inputs, backend: rawBackend, attrs = {} }) => {
     const backend = asWasmBackend(rawBackend);
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as Conv2DBackpropInputAttrs;
-    const info = backend_util.computeConv2DInfo(
-      inputShape,
-      filter.shape as [number, number, number, number],
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-      false,
-      backend_util.convertConv2DDataFormat(dataFormat),
-    );
-    const g = nhwcGeometry(info);
+    const { inputShape } = attrs as unknown as Conv2DBackpropInputAttrs;
+    const g = nhwcGeometry(inputShape, filter.shape as Shape4, attrs as unknown as Conv2DBackpropInputAttrs);
     if (g === null || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
       return runKernel(fallback[Conv2DBackpropInput], inputs, backend, attrs);
     }

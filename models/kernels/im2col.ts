@@ -114,6 +114,45 @@ export function im2colTransposed(x: Float32Array, g: PatchGeometry, b0: number, 
   }
 }
 
+/**
+ * Writes col, [nb·OH·OW, KH·KW·CI], for images [b0, b0 + nb) of x (NHWC). Each receptive
+ * field's kernel row is KW·CI contiguous floats of x when it lies inside the image, so the
+ * common case is one straight copy; taps in the padding are zeros.
+ */
+export function im2col(x: Float32Array, g: PatchGeometry, b0: number, nb: number, col: Float32Array): void {
+  const { inH, inW, inC: c, outH, outW, kH, kW, strideH, strideW, padTop, padLeft } = g;
+  const rowLen = kW * c;
+  let dst = 0;
+  for (let b = b0; b < b0 + nb; b++) {
+    const imageBase = b * inH * inW * c;
+    for (let oh = 0; oh < outH; oh++) {
+      const ih0 = oh * strideH - padTop;
+      for (let ow = 0; ow < outW; ow++) {
+        const iw0 = ow * strideW - padLeft;
+        const inside = iw0 >= 0 && iw0 + kW <= inW;
+        for (let kh = 0; kh < kH; kh++, dst += rowLen) {
+          const ih = ih0 + kh;
+          if (ih < 0 || ih >= inH) {
+            col.fill(0, dst, dst + rowLen);
+            continue;
+          }
+          const src = imageBase + (ih * inW + iw0) * c;
+          if (inside) {
+            for (let i = 0; i < rowLen; i++) col[dst + i] = x[src + i];
+            continue;
+          }
+          for (let kw = 0; kw < kW; kw++) {
+            const iw = iw0 + kw;
+            const d = dst + kw * c;
+            if (iw < 0 || iw >= inW) col.fill(0, d, d + c);
+            else for (let i = 0, s = src + kw * c; i < c; i++) col[d + i] = x[s + i];
+          }
+        }
+      }
+    }
+  }
+}
+
 /** Adds the column matrix of images [b0, b0+nb) onto dx (NHWC): the adjoint of im2col. */
 export function col2imAdd(col: Float32Array, g: PatchGeometry, b0: number, nb: number, dx: Float32Array): void {
   const { inH, inW, inC: c, outH, outW, kH, kW, strideH, strideW, padTop, padLeft } = g;
