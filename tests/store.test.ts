@@ -460,7 +460,10 @@ describe('filesystem store under SIGKILL', () => {
     const store = new FsArtifactStore(process.argv[2]);
     const size = Number(process.argv[3]);
     process.stdout.write('ready\\n');
-    for (let i = 0; ; i++) await store.put('lap/weights.bin', new Uint8Array(size).fill((i % 250) + 1));
+    for (let i = 0; ; i++) {
+      await store.put('lap/weights.bin', new Uint8Array(size).fill((i % 250) + 1));
+      process.stdout.write('put\\n');
+    }
   `;
   let dir: string;
   before(async () => {
@@ -480,7 +483,12 @@ describe('filesystem store under SIGKILL', () => {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       const exited = once(child, 'exit');
-      await once(child.stdout, 'data');
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      // The first round kills only after a put has completed, so that however slow the disk
+      // (or loaded the machine) there is a whole file whose survival the later kills test.
+      const awaited = round === 0 ? 'put' : 'ready';
+      while (!output.includes(awaited)) await once(child.stdout, 'data');
       await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 60));
       child.kill('SIGKILL');
       const [, signal] = (await exited) as [number | null, string | null];
