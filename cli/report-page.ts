@@ -33,14 +33,14 @@ export function renderReportHtml(data: ReportData, chartLibrary: string = chartL
 <body>
 <h1>${escapeHtml(data.title)}</h1>
 ${summarySection(data)}
+${equalComputeSection(data)}
 <section id="lap-metrics"><h2>Metrics per lap</h2>
 <p class="note">Lap 0 is the Gaussian initialisation; lap k is evaluated on the E-step samples of the model of lap k-1; "final" is the E-step with the last model.</p>
 <div class="grid" id="lap-charts"></div>
 ${lapTables(data)}</section>
 <section id="compute"><h2>Metrics against total compute</h2>
-<p class="note">The cost axis counts every network pass over one row: training's (a forward and a backward pass per row of each batch) and sampling's (DiffEM one per sampler step; EM-MMPS one forward pass, one VJP per solver iteration and one more VJP). The second row of charts puts the same metrics against cumulative activity seconds (wall time of the work, on this machine). A dashed line is the cheaper method run on to the dearer one's passes (below).</p>
+<p class="note">The cost axis counts every network pass over one row: training's (a forward and a backward pass per row of each batch) and sampling's (DiffEM one per sampler step; EM-MMPS one forward pass, one VJP per solver iteration and one more VJP). The second row of charts puts the same metrics against cumulative activity seconds (wall time of the work, on this machine). A dashed line is the cheaper method run on to the dearer one's passes (see &quot;Equal laps and equal compute&quot;).</p>
 <div class="grid" id="compute-charts"></div><div class="grid" id="wall-charts"></div></section>
-${equalComputeSection(data)}
 <section id="samples"><h2>E-step samples against the true curve</h2>
 <p class="note">Two-dimensional projections (coordinate pairs) of stored E-step samples (blue) and the true curve (red).</p>
 <div id="sample-charts"></div></section>
