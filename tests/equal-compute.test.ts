@@ -279,3 +279,32 @@ test(
     assert.match(dom, /id="verdict-compute"/);
   },
 );
+
+test('--equal-laps resumes the two campaigns and records no equal-compute run; the report says so', async () => {
+  const again = await runCli(['compare', join(dir, 'tiny.yaml'), '--store', store, '--id', 'cmp', '--equal-laps']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.doesNotMatch(again.stdout, /at equal compute/);
+  const stored = await getJson<ComparisonRecord>(storeFor(store), comparisonKey('cmp'));
+  assert.equal(stored.equalCompute, undefined);
+  assert.deepEqual(
+    stored.runs.map((r) => r.laps.map((l) => l.metrics)),
+    record.runs.map((r) => r.laps.map((l) => l.metrics)),
+    'the resumed runs read back the same laps',
+  );
+  const html = new TextDecoder().decode(await storeFor(store).get('campaigns/cmp/report.html'));
+  assert.match(html, /No equal-compute run: the comparison ran with <code>--equal-laps<\/code>/);
+  assert.doesNotMatch(html, /data-campaign="cmp-diffem-equal"/);
+});
+
+test('an extended run whose first laps differ from the original fails the comparison by name', async () => {
+  // A lap record of the extended campaign altered after the fact: the check must catch it on resume.
+  const file = join(store, 'campaigns', 'cmp-diffem-equal', 'laps', 'lap-001.json');
+  const lapRecord = JSON.parse(await readFile(file, 'utf8')) as { metrics: Record<string, number> };
+  lapRecord.metrics.sinkhorn += 1;
+  await writeFile(file, JSON.stringify(lapRecord));
+  const failed = await runCli(['compare', join(dir, 'tiny.yaml'), '--store', store, '--id', 'cmp']);
+  assert.equal(failed.code, 1);
+  assert.match(failed.stderr, /cmp-diffem-equal did not reproduce lap 1 of cmp-diffem/);
+  const stored = await getJson<ComparisonRecord>(storeFor(store), comparisonKey('cmp'));
+  assert.equal(stored.equalCompute, undefined, 'the comparison record is not replaced by a failed one');
+});
