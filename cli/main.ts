@@ -6,7 +6,7 @@
  *   diffem resume ID --store URI
  *   diffem status ID --store URI
  *   diffem history ID --store URI [--json]
- *   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]
+ *   diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE] [--same-settings] [--equal-laps]
  *   diffem report ID --store URI [--out FILE]
  *   diffem list | verify | sample | reconstruct | export   (using and auditing a finished campaign)
  */
@@ -36,7 +36,8 @@ const USAGE = `usage:
   diffem status ID --store URI
   diffem history ID --store URI [--json]
   diffem pause|unpause|stop|progress ID --store URI [--json]   (embedded engine: before the next step / after this lap)
-  diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]   (DiffEM and EM-MMPS on the same data)
+  diffem compare CONFIG.yaml --store URI [--id ID] [--out FILE]   (DiffEM and EM-MMPS on the same data,
+                                                                  at equal laps and at equal compute)
   diffem report ID --store URI [--out FILE]                       (self-contained HTML report)
 
 After a campaign:

@@ -23,6 +23,7 @@ import { lineageOf } from '../engines/lineage.js';
 import type { CampaignConfig } from '../workflows/config.js';
 import type { ArtifactRef, CampaignSummary, GuidanceStats, Metrics } from '../workflows/types.js';
 import { campaignHistory } from './history.js';
+import type { EqualComputePlan, Verdict } from './equal-compute.js';
 
 /** The comparison record that `diffem compare` writes under `campaigns/{id}/comparison.json`. */
 export interface ComparisonRecord {
@@ -36,6 +37,22 @@ export interface ComparisonRecord {
   /** True when both methods ran the shared config's settings (`--same-settings`). */
   sameSettings?: boolean;
   runs: ComparisonRun[];
+  /** The cheaper method run on to the dearer one's total passes (absent: `--equal-laps`, or equal already). */
+  equalCompute?: EqualComputeRecord;
+  /** Who wins each statistic, at equal laps and at equal compute. */
+  verdicts?: ComparisonVerdicts;
+}
+
+export interface EqualComputeRecord extends EqualComputePlan {
+  campaignId: string;
+  /** Laps of the original run the extended one reproduced (metrics equal), lap 0 included. */
+  reproducedLaps: number;
+  run: ComparisonRun;
+}
+
+export interface ComparisonVerdicts {
+  equalLaps: Verdict[];
+  equalCompute: Verdict[];
 }
 
 /** What a method ran on: its training noise levels, sampler and (EM-MMPS) guidance solve. */
@@ -93,6 +110,8 @@ export interface ComparisonRun {
     /** Every network pass so far, training (forward and backward) and sampling. */
     cumulativePasses: number;
     seconds: number;
+    /** Activity seconds so far (absent in records written before it was kept). */
+    cumulativeSeconds?: number;
     guidance?: GuidanceStats;
   }>;
   final: {
@@ -181,6 +200,14 @@ export interface ReportData {
   metricNames: string[];
   config: CampaignConfig;
   runs: ReportRun[];
+  /** A comparison's equal-compute run and the verdicts (absent when it has none). */
+  equalCompute?: ReportEqualCompute;
+}
+
+export interface ReportEqualCompute extends EqualComputePlan {
+  run: ReportRun;
+  reproducedLaps: number;
+  verdicts: ComparisonVerdicts;
 }
 
 export interface ReportOptions {
@@ -226,6 +253,19 @@ export async function loadReportData(
     ...METRIC_ORDER.filter((m) => present.has(m)),
     ...[...present].filter((m) => !METRIC_ORDER.includes(m)).sort(),
   ];
+  const equal = comparison?.equalCompute;
+  const equalCompute: ReportEqualCompute | undefined = equal && {
+    extended: equal.extended,
+    against: equal.against,
+    budgetPasses: equal.budgetPasses,
+    ownPasses: equal.ownPasses,
+    perLapPasses: equal.perLapPasses,
+    fromLaps: equal.fromLaps,
+    laps: equal.laps,
+    reproducedLaps: equal.reproducedLaps,
+    run: await loadRun(store, equal.campaignId, (await requireCampaign(store, equal.campaignId)).config, options),
+    verdicts: comparison.verdicts ?? { equalLaps: [], equalCompute: [] },
+  };
   const curve = await loadCurve(store, campaignIds[0], config.data.dim, options.curvePoints ?? 400);
   const title = comparison
     ? `${id}: ${runs.map((r) => r.method).join(' vs ')} (seed ${comparison.seed}, ${comparison.laps} laps)`
@@ -239,6 +279,7 @@ export async function loadReportData(
     metricNames,
     config,
     runs,
+    ...(equalCompute && { equalCompute }),
   };
 }
 

@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Metrics } from '../workflows/types.js';
-import type { ReportData, ReportLap } from './report-data.js';
+import type { ReportData, ReportLap, ReportRun } from './report-data.js';
+import { describeVerdicts } from './equal-compute.js';
 
 /** Chart.js's browser build, read from the installed package. */
 export function chartLibrarySource(): string {
@@ -32,11 +33,13 @@ export function renderReportHtml(data: ReportData, chartLibrary: string = chartL
 <body>
 <h1>${escapeHtml(data.title)}</h1>
 ${summarySection(data)}
+${equalComputeSection(data)}
 <section id="lap-metrics"><h2>Metrics per lap</h2>
 <p class="note">Lap 0 is the Gaussian initialisation; lap k is evaluated on the E-step samples of the model of lap k-1; "final" is the E-step with the last model.</p>
-<div class="grid" id="lap-charts"></div></section>
+<div class="grid" id="lap-charts"></div>
+${lapTables(data)}</section>
 <section id="compute"><h2>Metrics against total compute</h2>
-<p class="note">The equal-compute view. The cost axis counts every network pass over one row: training's (a forward and a backward pass per row of each batch) and sampling's (DiffEM one per sampler step; EM-MMPS one forward pass, one VJP per solver iteration and one more VJP). The second row of charts puts the same metrics against cumulative activity seconds (wall time of the work, on this machine).</p>
+<p class="note">The cost axis counts every network pass over one row: training's (a forward and a backward pass per row of each batch) and sampling's (DiffEM one per sampler step; EM-MMPS one forward pass, one VJP per solver iteration and one more VJP). The second row of charts puts the same metrics against cumulative activity seconds (wall time of the work, on this machine). A dashed line is the cheaper method run on to the dearer one's passes (see &quot;Equal laps and equal compute&quot;).</p>
 <div class="grid" id="compute-charts"></div><div class="grid" id="wall-charts"></div></section>
 <section id="samples"><h2>E-step samples against the true curve</h2>
 <p class="note">Two-dimensional projections (coordinate pairs) of stored E-step samples (blue) and the true curve (red).</p>
@@ -124,7 +127,8 @@ function figuresSection(data: ReportData): string {
 }
 
 function lineageSection(data: ReportData): string {
-  const tables = data.runs.map((run) => {
+  const runs = data.equalCompute ? [...data.runs, data.equalCompute.run] : data.runs;
+  const tables = runs.map((run) => {
     const rows = run.laps.map((lap) => lineageRow(lap));
     return `<h3>${escapeHtml(run.method)}: <code>${escapeHtml(run.campaignId)}</code></h3>
 <table class="lineage" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th><th>seconds</th><th title="activity attempts over the lap's steps">step attempts</th><th>started</th><th>finished</th><th>E-step evaluations</th><th>training passes</th><th title="EM-MMPS: clamped CG directions; worst and mean final relative residual of the guidance solves">guidance clamps / residual max / mean</th><th>artifacts (key, sha256, bytes)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
@@ -159,6 +163,55 @@ function lineageRow(lap: ReportLap): string {
   return `<tr data-lap="${lap.lap}" data-label="${escapeHtml(lap.label)}"><td>${escapeHtml(lap.label)}</td><td class="num">${lap.seconds.toFixed(1)}</td><td class="num">${lap.attempts}${lap.failures ? ` (${lap.failures} failed)` : ''}</td><td>${escapeHtml(lap.started ?? '-')}</td><td>${escapeHtml(lap.finished ?? '-')}</td><td class="num">${lap.evaluations === null ? '-' : lap.evaluations.toLocaleString('en-US')}</td><td class="num">${lap.trainingEvaluations === null ? '-' : lap.trainingEvaluations.toLocaleString('en-US')}</td><td class="num guidance">${lap.guidance ? `${lap.guidance.breakdowns.toLocaleString('en-US')} / ${lap.guidance.residualMax.toExponential(2)} / ${lap.guidance.residualMean.toExponential(2)}` : '-'}</td><td><details open><summary>${lap.artifacts.length} artifacts, ${total.toLocaleString('en-US')} bytes</summary><table class="artifacts">${artifacts}</table></details></td></tr>`;
 }
 
+/** Every run's laps as numbers: the metrics beside what the laps cost so far. */
+function lapTables(data: ReportData): string {
+  const runs = data.equalCompute ? [...data.runs, data.equalCompute.run] : data.runs;
+  const keys = data.metricNames;
+  return runs
+    .map((run) => {
+      const rows = run.laps.map(
+        (l) =>
+          `<tr data-lap="${l.lap}" data-label="${escapeHtml(l.label)}"><td>${escapeHtml(l.label)}</td>${keys.map((k) => `<td class="num">${formatMetric(l.metrics, k)}</td>`).join('')}<td class="num">${formatCount(l.cumulativePasses)}</td><td class="num">${l.cumulativeSeconds.toFixed(1)}</td></tr>`,
+      );
+      return `<h3>${escapeHtml(run.method)}: <code>${escapeHtml(run.campaignId)}</code></h3>
+<table class="per-lap" data-method="${escapeHtml(run.method)}" data-campaign="${escapeHtml(run.campaignId)}"><thead><tr><th>lap</th>${keys.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}<th>network passes so far</th><th>activity seconds so far</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+    })
+    .join('');
+}
+
+/**
+ * Both methods at equal laps and at equal total compute (the cheaper one run on for the
+ * extra laps), with the verdict per statistic in words.
+ */
+function equalComputeSection(data: ReportData): string {
+  const equal = data.equalCompute;
+  if (data.kind !== 'comparison') return '';
+  if (!equal) {
+    return `<section id="equal-compute"><h2>Equal laps and equal compute</h2><p class="note">No equal-compute run: the comparison ran with <code>--equal-laps</code>, or both methods spent the same passes.</p></section>`;
+  }
+  const keys = data.metricNames.filter((m) => m !== 'final_loss');
+  const lastOf = (run: ReportRun) => [...run.laps].reverse().find((l) => l.label !== 'final');
+  const row = (setting: string, run: ReportRun, lap: ReportLap | undefined) =>
+    `<tr data-setting="${setting}" data-method="${escapeHtml(run.method)}"><td>${setting === 'laps' ? 'equal laps' : 'equal compute'}</td><td>${escapeHtml(run.method)}</td><td><code>${escapeHtml(run.campaignId)}</code></td><td class="num">${lap ? lap.lap : '-'}</td><td class="num">${formatCount(lap?.cumulativePasses ?? null)}</td><td class="num">${lap ? lap.cumulativeSeconds.toFixed(1) : '-'}</td>${keys.map((k) => `<td class="num">${lap ? formatMetric(lap.metrics, k) : '-'}</td>`).join('')}</tr>`;
+  const rows = [
+    ...data.runs.map((run) => row('laps', run, lastOf(run))),
+    ...data.runs.map((run) =>
+      run.method === equal.extended ? row('compute', equal.run, lastOf(equal.run)) : row('compute', run, lastOf(run)),
+    ),
+  ];
+  const extendedLast = lastOf(equal.run);
+  return `<section id="equal-compute"><h2>Equal laps and equal compute</h2>
+<p class="note">The budget is ${escapeHtml(equal.against)}'s network passes through its last lap (${formatCount(equal.budgetPasses)}: training forward and backward, and E-step sampling; the final E-step and final prior are left out, being the same work for either). ${escapeHtml(equal.extended)} spent ${formatCount(equal.ownPasses)} in ${equal.fromLaps} laps, ${formatCount(equal.perLapPasses)} per lap, so it ran again as <code>${escapeHtml(equal.run.campaignId)}</code> with ${equal.laps} laps, the fewest that reach the budget (${formatCount(extendedLast?.cumulativePasses ?? null)} passes). Its first ${equal.reproducedLaps} laps reproduced the original run's metrics exactly (same seed and data).</p>
+<p class="verdict" id="verdict-laps"><strong>At equal laps (lap ${equal.fromLaps}):</strong> ${escapeHtml(describeVerdicts(equal.verdicts.equalLaps))}.</p>
+<p class="verdict" id="verdict-compute"><strong>At equal compute (${escapeHtml(equal.extended)} lap ${equal.laps} against ${escapeHtml(equal.against)} lap ${equal.fromLaps}):</strong> ${escapeHtml(describeVerdicts(equal.verdicts.equalCompute))}.</p>
+<p class="note">Winners follow each statistic's sense: higher PSNR, SSIM, coverage and Inception Score; lower Sinkhorn divergence, curve distances and FID; consistency nearer m/2, what exact posterior samples score. The training loss is not compared (its scale depends on each method's time distribution).</p>
+<table class="summary equal-compute"><thead><tr><th>setting</th><th>method</th><th>campaign</th><th>lap</th><th>network passes</th><th>activity seconds</th>${keys.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table></section>`;
+}
+
+function formatCount(n: number | null): string {
+  return n === null ? '-' : n.toLocaleString('en-US');
+}
+
 function formatMetric(metrics: Metrics, key: string): string {
   const v = metrics[key];
   if (typeof v !== 'number') return '-';
@@ -189,6 +242,7 @@ td.num { text-align: right; } code { font-size: 11px; } code.sha { word-break: b
 table.artifacts td { border: none; border-bottom: 1px solid #eee; }
 .images img { max-width: 100%; border: 1px solid #ddd; }
 pre { font-size: 12px; background: #f7f7f7; padding: 8px; }
+p.verdict { font-size: 14px; }
 `;
 
 /** The page's script: plain browser JavaScript, reading the inline JSON, drawing with Chart.js. */
@@ -245,15 +299,30 @@ const CLIENT = `
     return Number.isInteger(value) ? String(value) : '';
   }
 
+  function lineDataset(run, metric, xOf, color, label, dashed) {
+    var points = [];
+    run.laps.forEach(function (l) {
+      var x = xOf(l);
+      if (finite(l.metrics[metric]) && finite(x)) points.push({ x: x, y: l.metrics[metric], label: l.label });
+    });
+    return { label: label, data: points, showLine: true, borderColor: color, backgroundColor: color, pointRadius: 3, borderWidth: 2, borderDash: dashed ? [6, 4] : [] };
+  }
+
   function lineDatasets(metric, xOf) {
     return data.runs.map(function (run, r) {
-      var points = [];
-      run.laps.forEach(function (l) {
-        var x = xOf(l);
-        if (finite(l.metrics[metric]) && finite(x)) points.push({ x: x, y: l.metrics[metric], label: l.label });
-      });
-      return { label: run.method, data: points, showLine: true, borderColor: COLORS[r % COLORS.length], backgroundColor: COLORS[r % COLORS.length], pointRadius: 3, borderWidth: 2 };
+      return lineDataset(run, metric, xOf, COLORS[r % COLORS.length], run.method, false);
     });
+  }
+
+  // The equal-compute run, dashed in its method's colour, on the cost axes only: per lap it repeats the original.
+  function costDatasets(metric, xOf) {
+    var datasets = lineDatasets(metric, xOf);
+    var equal = data.equalCompute;
+    if (equal) {
+      var r = data.runs.findIndex(function (run) { return run.method === equal.extended; });
+      datasets.push(lineDataset(equal.run, metric, xOf, COLORS[Math.max(r, 0) % COLORS.length], equal.extended + ', ' + equal.laps + ' laps (equal compute)', true));
+    }
+    return datasets;
   }
 
   function values(datasets) {
@@ -285,7 +354,7 @@ const CLIENT = `
     ['sinkhorn', 'curve_distance_mean', 'curve_distance_median', 'consistency', 'psnr', 'ssim', 'fid'].filter(function (m) {
       return data.metricNames.indexOf(m) >= 0;
     }).forEach(function (metric) {
-      var datasets = lineDatasets(metric, xOf);
+      var datasets = costDatasets(metric, xOf);
       draw(panel(container, null, 420, 280), {
         type: 'scatter',
         data: { datasets: datasets },
