@@ -33,7 +33,10 @@ export function redactSecrets(text: string, env: NodeJS.ProcessEnv = process.env
   let out = text.replace(USERINFO, `$1${REDACTED}@`);
   for (const name of SECRET_VARIABLES) {
     const value = env[name]?.trim();
-    if (value && value.length >= MIN_SECRET_LENGTH) out = out.replace(new RegExp(escapeRegExp(value), 'g'), REDACTED);
+    if (!value || value.length < MIN_SECRET_LENGTH) continue;
+    // A secret pasted into a URL arrives percent-encoded ('/' as %2F) in messages that quote it.
+    for (const form of new Set([value, encodeURIComponent(value)]))
+      out = out.replace(new RegExp(escapeRegExp(form), 'g'), REDACTED);
   }
   return out;
 }

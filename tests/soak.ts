@@ -11,8 +11,10 @@
  * put log) and the outcome; the summary reads `N kills, N resumed, N identical`.
  *
  * On S3 the same trials run against a real s3rver endpoint behind the flaky proxy (every 7th
- * request fails), with time-based kills. The Temporal part (kill the worker or the dev
- * server) belongs with the Temporal server tooling; `soakTemporal` below is its hook.
+ * request fails), with time-based kills. On Temporal (tests/helpers/temporal-soak.ts) each trial
+ * SIGKILLs the worker or the dev server instead, and the workflow must complete by itself.
+ * The default backends are fs,s3; `--backend fs,s3,temporal` adds Temporal (it builds the
+ * pinned server CLI with tools/temporal/temporal.sh unless DIFFEM_TEMPORAL_CLI names one).
  * With --fuzz-scale K the parser fuzz suite then runs K times longer under the same seed.
  */
 import { spawn } from 'node:child_process';
@@ -26,6 +28,7 @@ import { Rng } from '../models/rng.js';
 import { REPO, runCli, startCli } from './helpers/cli.js';
 import { campaignDigests } from './helpers/digests.js';
 import { startFlakyProxy, startS3 } from './helpers/s3.js';
+import { soakTemporal } from './helpers/temporal-soak.js';
 
 const CONFIG = 'examples/manifold-tiny.yaml';
 
@@ -174,19 +177,6 @@ async function s3Backend(): Promise<Backend> {
   };
 }
 
-/**
- * HOOK for the Temporal part of the soak: kill the worker or the dev server (`npm run
- * temporal:dev`, tools/temporal) at seeded moments and compare digests the same way. The
- * Temporal server tooling owns starting and killing that server; until it lands here this
- * reports that nothing ran rather than a figure.
- */
-async function soakTemporal(): Promise<Tally | null> {
-  console.log(
-    '[temporal] not run: the Temporal soak hook (soakTemporal in tests/soak.ts) awaits the dev-server tooling',
-  );
-  return null;
-}
-
 async function fuzzLonger(scale: number): Promise<boolean> {
   console.log(`[fuzz] parser fuzz suite, ${scale}x the runs, seed ${SEED}`);
   const child = spawn(process.execPath, ['--test', path.join(REPO, 'dist/tests/fuzz-parsers.test.js')], {
@@ -208,8 +198,8 @@ async function main(): Promise<void> {
     if (name === 'fs') totals.push(['fs', await soakBackend(await fsBackend(), rng.fork('fs'))]);
     else if (name === 's3') totals.push(['s3', await soakBackend(await s3Backend(), rng.fork('s3'))]);
     else if (name === 'temporal') {
-      const tally = await soakTemporal();
-      if (tally) totals.push(['temporal', tally]);
+      const options = { config: CONFIG, kills: KILLS, rng: rng.fork('temporal'), deadline: DEADLINE };
+      totals.push(['temporal', await soakTemporal(options)]);
     } else throw new Error(`--backend: unknown backend '${name}' (fs, s3, temporal)`);
   }
   let ok = true;

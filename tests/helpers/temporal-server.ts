@@ -168,7 +168,7 @@ export class WorkerProcess {
   ) {}
 
   static start(
-    queue: 'diffem-cpu' | 'diffem-gpu',
+    queue: 'diffem-cpu' | 'diffem-gpu' | 'all',
     address: string,
     bundle: string,
     namespace = 'default',
