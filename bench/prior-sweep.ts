@@ -13,8 +13,9 @@
  * held-out test images (never trained on) against the same reference.
  *
  *   node dist/bench/prior-sweep.js --store DIR --id ID --out DIR
- *        [--recipes a,b] [--data diffem,clean] [--samples N] [--stage final|K]
+ *        [--recipes a,b] [--data diffem,clean] [--samples N] [--stage final|K] [--budget F]
  *
+ * --budget F scales every recipe's steps (a quick first pass at F = 0.5, say).
  * --stage K trains on lap K's reconstructions instead of the final ones (to start a sweep
  * before a campaign has finished). Every run is stored as its own campaign-like prefix
  * (`{ID}-prior-{data}-{recipe}`) and checkpoints as the campaign's prior does, so an
@@ -24,6 +25,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runInActivityContext, type ActivityContext } from '../activities/context.js';
 import { imageGridPng } from '../activities/images/figures.js';
 import { readTruth } from '../activities/images/evaluate.js';
 import { fidOf } from '../activities/images/fid.js';
@@ -122,6 +124,19 @@ async function cleanTrainingSet(
   return { ref, heldout: tensors.x };
 }
 
+/** Training progress on stderr every 100 steps; a fresh run (no earlier attempt's heartbeat to resume from). */
+function progressContext(what: string): ActivityContext {
+  return {
+    attempt: 1,
+    heartbeatDetails: undefined,
+    heartbeat: (details) => {
+      const { step, steps } = (details ?? {}) as { step?: number; steps?: number };
+      if (step !== undefined && step % 100 === 0) process.stderr.write(`  ${what}: step ${step}/${steps}\n`);
+    },
+    signal: new AbortController().signal,
+  };
+}
+
 function fidText(fid: number | null): string {
   return fid === null ? '-' : fid.toFixed(1);
 }
@@ -155,6 +170,7 @@ async function main(): Promise<void> {
       data: { type: 'string', default: 'diffem,clean' },
       samples: { type: 'string' },
       stage: { type: 'string', default: 'final' },
+      budget: { type: 'string', default: '1' },
     },
   });
   if (!values.store || !values.id || !values.out) {
@@ -164,7 +180,8 @@ async function main(): Promise<void> {
   }
   const campaignId = values.id;
   const out = values.out;
-  const store = storeFor(values.store);
+  const storeUri = values.store;
+  const store = storeFor(storeUri);
   const manifest = await requireCampaign(store, campaignId);
   if (!isImageConfig(manifest.config)) throw new Error(`campaign '${campaignId}' is not an image campaign`);
   const base = manifest.config;
@@ -176,6 +193,8 @@ async function main(): Promise<void> {
   if (!(Number.isInteger(samples) && samples > 0)) {
     throw new Error(`--samples must be a positive integer, got '${values.samples}'`);
   }
+  const budget = Number(values.budget);
+  if (!(budget > 0)) throw new Error(`--budget must be a positive factor, got '${values.budget}'`);
   const recipeNames = values.recipes.split(',').filter(Boolean);
   for (const name of recipeNames) {
     if (!RECIPES[name])
@@ -214,8 +233,10 @@ async function main(): Promise<void> {
     : [];
   for (const data of kinds as DataKind[]) {
     for (const name of recipeNames) {
-      if (results.some((r) => r.data === data && r.recipe === name)) continue;
-      const recipe = RECIPES[name](base);
+      const label = budget === 1 ? name : `${name}@${budget}x`;
+      if (results.some((r) => r.data === data && r.recipe === label)) continue;
+      const named = RECIPES[name](base);
+      const recipe = { ...named, steps: Math.max(1, Math.round(named.steps * budget)) };
       const parsed = parseCampaignConfig(
         { ...base, prior: { ...base.prior, ...recipe.prior, steps: recipe.steps, samples } },
         `recipe ${name}`,
@@ -223,31 +244,34 @@ async function main(): Promise<void> {
       if (!isImageConfig(parsed)) throw new Error(`recipe ${name}: not an image config`);
       const config: ImageCampaignConfig = parsed;
       const training = priorTraining(config);
-      const runId = `${campaignId}-prior-${data}-${name}`;
-      process.stderr.write(`${data} ${name}: ${recipe.steps} steps x batch ${training.batchSize} (${recipe.note})\n`);
+      const runId = `${campaignId}-prior-${data}-${label.replace('@', '-')}`;
+      process.stderr.write(`${data} ${label}: ${recipe.steps} steps x batch ${training.batchSize} (${recipe.note})\n`);
       const trainStart = performance.now();
-      const prior = await trainImageDenoiser(
-        config,
-        {
-          store: values.store,
-          campaignId: runId,
+      const prior = await runInActivityContext(progressContext(`${data} ${label}`), () =>
+        trainImageDenoiser(
           config,
-          lap: base.em.laps + 1,
-          samples: data === 'clean' ? [cleanSet.ref] : diffemSet,
-          init: null,
-        },
-        { role: 'prior', conditional: false },
+          {
+            store: storeUri,
+            campaignId: runId,
+            config,
+            // The campaign's own prior lap, so the 'campaign' recipe draws the campaign's numbers.
+            lap: base.em.laps + 1,
+            samples: data === 'clean' ? [cleanSet.ref] : diffemSet,
+            init: null,
+          },
+          { role: 'prior', conditional: false },
+        ),
       );
       const trainSeconds = (performance.now() - trainStart) / 1000;
       const sampleStart = performance.now();
       const x = await drawPriorImages(store, config, prior.onnx, samples, Rng.derive(config.seed, 'prior-sample'));
       const sampleSeconds = (performance.now() - sampleStart) / 1000;
       const quality = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));
-      const grid = `${data}-${name}.png`;
+      const grid = `${data}-${label.replace('@', '-')}.png`;
       const fid = finite(quality.fid);
       await writeFile(
         join(out, grid),
-        await imageGridPng([{ title: `${data} / ${name}: FID ${fidText(fid)}`, images: x }], {
+        await imageGridPng([{ title: `${data} / ${label}: FID ${fidText(fid)}`, images: x }], {
           title: `${recipe.note}, ${recipe.steps} steps x ${training.batchSize}`,
           count: 64,
           columns: 8,
@@ -256,7 +280,7 @@ async function main(): Promise<void> {
       );
       results.push({
         data,
-        recipe: name,
+        recipe: label,
         note: recipe.note,
         steps: recipe.steps,
         batchSize: training.batchSize,

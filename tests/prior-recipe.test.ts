@@ -5,6 +5,7 @@
  * the override while its M-steps keep `training`'s, as the step journal records.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,20 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { ConfigError, parseCampaignConfig, priorTraining } from '../workflows/config.js';
-import { REPO, runCli } from './helpers/cli.js';
+import { REPO, runCli, type CliResult } from './helpers/cli.js';
+
+/** A compiled script of the repository (here the sweep under dist/bench) as a child process. */
+function runNode(args: string[]): Promise<CliResult> {
+  const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
 
 type Doc = Record<string, Record<string, unknown>>;
 
@@ -90,6 +104,8 @@ async function journal(store: string, id: string, step: string): Promise<Journal
   ) as JournalRecord;
 }
 
+let finished: { dir: string; store: string } | null = null;
+
 test('an image campaign trains its prior with the prior recipe and its M-step with training', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'diffem-prior-recipe-'));
   const doc = await tinyImages();
@@ -99,7 +115,7 @@ test('an image campaign trains its prior with the prior recipe and its M-step wi
   doc.em = { ...doc.em, laps: 0, gaussianIterations: 2, shardSize: 32 };
   doc.estep = { steps: 4 };
   doc.training = { ...doc.training, steps: 6, firstSteps: 6, batchSize: 8, checkpointEvery: 3 };
-  doc.prior = { steps: 5, samples: 8, samplerSteps: 3, batchSize: 4, lr: 0.001, gradientShards: 2 };
+  doc.prior = { steps: 5, samples: 16, samplerSteps: 3, batchSize: 4, lr: 0.001, gradientShards: 2 };
   doc.metrics = { samples: 16, fid: { features: 'mnist-classifier', classifierSteps: 5, referenceCount: 64 } };
   const config = path.join(dir, 'prior-recipe.yaml');
   await writeFile(config, JSON.stringify(doc));
@@ -115,4 +131,57 @@ test('an image campaign trains its prior with the prior recipe and its M-step wi
   assert.equal(mStep.output?.trainingEvaluations, 6 * 8 * 2, 'the M-step trained on batches of training.batchSize');
   assert.equal(mStep.output?.gradientShards, 1);
   assert.ok(existsSync(path.join(store, 'campaigns', 'recipe', 'summary.json')));
+  finished = { dir, store };
+});
+
+interface SweepResult {
+  data: string;
+  recipe: string;
+  imagesSeen: number;
+  fid: number | null;
+  grid: string;
+}
+
+test("the prior sweep's 'campaign' recipe reproduces the campaign's own prior, and trains on the clean images too", async () => {
+  assert.ok(finished, 'needs the campaign of the previous test');
+  const out = path.join(finished.dir, 'sweep');
+  const sweep = path.join(REPO, 'dist', 'bench', 'prior-sweep.js');
+  const args = ['--store', finished.store, '--id', 'recipe', '--out', out, '--recipes', 'campaign'];
+  const result = await runNode([sweep, ...args]);
+  assert.equal(result.code, 0, result.stderr);
+  const { results } = JSON.parse(await readFile(path.join(out, 'prior-sweep.json'), 'utf8')) as {
+    results: SweepResult[];
+  };
+  assert.deepEqual(
+    results.map((r) => `${r.data}/${r.recipe}`),
+    ['diffem/campaign', 'clean/campaign'],
+  );
+  const summary = JSON.parse(
+    await readFile(path.join(finished.store, 'campaigns', 'recipe', 'summary.json'), 'utf8'),
+  ) as {
+    priorMetrics: { fid: number };
+  };
+  const diffem = results[0];
+  assert.equal(diffem.imagesSeen, 5 * 4);
+  assert.equal(
+    diffem.fid,
+    Number(summary.priorMetrics.fid.toPrecision(4)),
+    "the campaign's prior, retrained, scores the same",
+  );
+  assert.ok(results[1].fid !== null && results[1].fid !== diffem.fid, 'the clean images make another prior');
+  for (const r of results) {
+    const png = await readFile(path.join(out, r.grid));
+    assert.deepEqual([...png.subarray(1, 4)], [...Buffer.from('PNG')], r.grid);
+  }
+  const table = await readFile(path.join(out, 'prior-sweep.md'), 'utf8');
+  assert.match(table, /\| diffem \| campaign \|/);
+  assert.match(table, /FID floor at 16 samples/);
+
+  // A run already in the table is not run again; an unknown recipe is refused by name.
+  const again = await runNode([sweep, ...args]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.doesNotMatch(again.stderr, /steps x batch/);
+  const bad = await runNode([sweep, ...args.slice(0, -1), 'campaign,fastest']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /unknown recipe 'fastest'/);
 });
