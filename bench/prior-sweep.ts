@@ -32,7 +32,7 @@ import { fidOf } from '../activities/images/fid.js';
 import { drawPriorImages } from '../activities/images/sample.js';
 import { trainImageDenoiser } from '../activities/images/train.js';
 import { requireCampaign } from '../engines/records.js';
-import { takeRows, type NDArray } from '../models/ndarray.js';
+import type { NDArray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { storeFor } from '../store/open.js';
 import type { ArtifactStore } from '../store/store.js';
@@ -88,7 +88,10 @@ interface RunResult {
   emaDecay: number;
   timeDistribution: string;
   imagesSeen: number;
+  /** FID of all the samples (--samples of them). */
   fid: number | null;
+  /** FID of as many of them as the campaign's `prior.samples` (a subset drawn as the campaign draws it), to set beside the campaign's figure. */
+  fidAtCampaignCount: number | null;
   trainSeconds: number;
   sampleSeconds: number;
   grid: string;
@@ -141,17 +144,23 @@ function fidText(fid: number | null): string {
   return fid === null ? '-' : fid.toFixed(1);
 }
 
-function table(results: RunResult[], floor: { samples: number; fid: number | null }): string {
+interface Floor {
+  samples: number;
+  fid: number | null;
+  campaignCount: number;
+  fidAtCampaignCount: number | null;
+}
+
+function table(results: RunResult[], floor: Floor): string {
   const rows = results.map(
     (r) =>
-      `| ${r.data} | ${r.recipe} | ${r.note} | ${r.steps} x ${r.batchSize} | ${r.imagesSeen} | ${r.lr} | ${r.emaDecay} | ${r.timeDistribution} | ${fidText(r.fid)} | ${(r.trainSeconds / 60).toFixed(1)} | ${r.sampleSeconds.toFixed(0)} |`,
+      `| ${r.data} | ${r.recipe} | ${r.note} | ${r.steps} x ${r.batchSize} | ${r.imagesSeen} | ${r.lr} | ${r.emaDecay} | ${r.timeDistribution} | ${fidText(r.fid)} | ${fidText(r.fidAtCampaignCount)} | ${(r.trainSeconds / 60).toFixed(1)} | ${r.sampleSeconds.toFixed(0)} |`,
   );
   return [
-    `| data | recipe | what | steps x batch | images seen | lr | EMA | t | FID | train min | sample s |`,
-    `|---|---|---|---|---|---|---|---|---|---|---|`,
+    `| data | recipe | what | steps x batch | images seen | lr | EMA | t | FID (${floor.samples}) | FID (${floor.campaignCount}) | train min | sample s |`,
+    `|---|---|---|---|---|---|---|---|---|---|---|---|`,
     ...rows,
-    '',
-    `FID floor at ${floor.samples} samples (clean held-out test images against the same reference): ${fidText(floor.fid)}`,
+    `| clean held-out | - | the FID's floor: real test images | - | - | - | - | - | ${fidText(floor.fid)} | ${fidText(floor.fidAtCampaignCount)} | - | - |`,
     '',
   ].join('\n');
 }
@@ -212,20 +221,29 @@ async function main(): Promise<void> {
   const cleanSet = await cleanTrainingSet(store, campaignId, `${campaignId}-prior-clean-data`);
   const diffemSet = kinds.includes('diffem') ? await reconstructions(store, campaignId, stage) : [];
 
-  // The FID's floor at this sample count: clean images no model saw, with the campaign's metric draws.
-  const n = cleanSet.heldout.shape[0];
-  const floorImages =
-    samples < n
-      ? takeRows(cleanSet.heldout, Rng.derive(base.seed, 'prior-sweep-floor').permutation(n).subarray(0, samples))
-      : cleanSet.heldout;
-  const floorConfig = { ...base, metrics: { ...base.metrics, samples } };
-  const floor = {
-    samples: floorImages.shape[0],
-    fid: finite(
-      (await fidOf(store, floorConfig, truth.fid, floorImages, Rng.derive(base.seed, 'metrics', 'prior'))).fid,
-    ),
+  // The FID's floor at each sample count: clean images no model saw, drawn as the campaign draws its subset.
+  const campaignCount = base.prior.samples;
+  const fidAt = async (images: NDArray, count: number): Promise<number | null> =>
+    finite(
+      (
+        await fidOf(
+          store,
+          { ...base, metrics: { ...base.metrics, samples: count } },
+          truth.fid,
+          images,
+          Rng.derive(base.seed, 'metrics', 'prior'),
+        )
+      ).fid,
+    );
+  const floor: Floor = {
+    samples: Math.min(samples, cleanSet.heldout.shape[0]),
+    fid: await fidAt(cleanSet.heldout, samples),
+    campaignCount,
+    fidAtCampaignCount: await fidAt(cleanSet.heldout, campaignCount),
   };
-  process.stderr.write(`FID floor at ${floor.samples} clean held-out images: ${fidText(floor.fid)}\n`);
+  process.stderr.write(
+    `FID floor (clean held-out images): ${fidText(floor.fid)} at ${floor.samples}, ${fidText(floor.fidAtCampaignCount)} at ${campaignCount}\n`,
+  );
 
   const resultsFile = join(out, 'prior-sweep.json');
   const results: RunResult[] = existsSync(resultsFile)
@@ -266,9 +284,11 @@ async function main(): Promise<void> {
       const sampleStart = performance.now();
       const x = await drawPriorImages(store, config, prior.onnx, samples, Rng.derive(config.seed, 'prior-sample'));
       const sampleSeconds = (performance.now() - sampleStart) / 1000;
-      const quality = await fidOf(store, config, truth.fid, x, Rng.derive(config.seed, 'metrics', 'prior'));
+      // Kept, so another FID protocol can be applied later without retraining.
+      await putTensors(store, campaignKeys.priorSamples(runId), { x }, { sampler: 'heun', recipe: label, data });
       const grid = `${data}-${label.replace('@', '-')}.png`;
-      const fid = finite(quality.fid);
+      const fid = await fidAt(x, samples);
+      const fidAtCampaignCount = await fidAt(x, campaignCount);
       await writeFile(
         join(out, grid),
         await imageGridPng([{ title: `${data} / ${label}: FID ${fidText(fid)}`, images: x }], {
@@ -289,12 +309,13 @@ async function main(): Promise<void> {
         timeDistribution: training.timeDistribution,
         imagesSeen: recipe.steps * training.batchSize,
         fid,
+        fidAtCampaignCount,
         trainSeconds: Math.round(trainSeconds),
         sampleSeconds: Math.round(sampleSeconds),
         grid,
       });
       process.stderr.write(
-        `  FID ${fidText(fid)}, training ${(trainSeconds / 60).toFixed(1)} min, sampling ${sampleSeconds.toFixed(0)} s\n`,
+        `  FID ${fidText(fid)} (${fidText(fidAtCampaignCount)} at ${campaignCount}), training ${(trainSeconds / 60).toFixed(1)} min, sampling ${sampleSeconds.toFixed(0)} s\n`,
       );
       // Written after every run, so a long sweep shows its progress and resumes past it.
       await writeFile(resultsFile, JSON.stringify({ campaign: campaignId, stage, samples, floor, results }, null, 2));
