@@ -14,8 +14,11 @@
  *
  *   node dist/bench/prior-sweep.js --store DIR --id ID --out DIR
  *        [--recipes a,b] [--data diffem,clean] [--samples N] [--stage final|K] [--budget F]
+ *        [--sampler-steps a,b]
  *
  * --budget F scales every recipe's steps (a quick first pass at F = 0.5, say).
+ * --sampler-steps 16,64 also samples each trained prior with those Heun step counts (one row
+ * each; a prior trained by an earlier invocation is sampled again, not retrained).
  * --stage K trains on lap K's reconstructions instead of the final ones (to start a sweep
  * before a campaign has finished). Every run is stored as its own campaign-like prefix
  * (`{ID}-prior-{data}-{recipe}`) and checkpoints as the campaign's prior does, so an
@@ -88,6 +91,8 @@ interface RunResult {
   emaDecay: number;
   timeDistribution: string;
   imagesSeen: number;
+  /** Heun steps of the sampler (absent in rows written before the option: the campaign's). */
+  samplerSteps?: number;
   /** FID of all the samples (--samples of them). */
   fid: number | null;
   /** FID of as many of them as the campaign's `prior.samples` (a subset drawn as the campaign draws it), to set beside the campaign's figure. */
@@ -154,13 +159,13 @@ interface Floor {
 function table(results: RunResult[], floor: Floor): string {
   const rows = results.map(
     (r) =>
-      `| ${r.data} | ${r.recipe} | ${r.note} | ${r.steps} x ${r.batchSize} | ${r.imagesSeen} | ${r.lr} | ${r.emaDecay} | ${r.timeDistribution} | ${fidText(r.fid)} | ${fidText(r.fidAtCampaignCount)} | ${(r.trainSeconds / 60).toFixed(1)} | ${r.sampleSeconds.toFixed(0)} |`,
+      `| ${r.data} | ${r.recipe} | ${r.note} | ${r.steps} x ${r.batchSize} | ${r.imagesSeen} | ${r.lr} | ${r.emaDecay} | ${r.timeDistribution} | ${r.samplerSteps ?? '-'} | ${fidText(r.fid)} | ${fidText(r.fidAtCampaignCount)} | ${(r.trainSeconds / 60).toFixed(1)} | ${r.sampleSeconds.toFixed(0)} |`,
   );
   return [
-    `| data | recipe | what | steps x batch | images seen | lr | EMA | t | FID (${floor.samples}) | FID (${floor.campaignCount}) | train min | sample s |`,
-    `|---|---|---|---|---|---|---|---|---|---|---|---|`,
+    `| data | recipe | what | steps x batch | images seen | lr | EMA | t | Heun steps | FID (${floor.samples}) | FID (${floor.campaignCount}) | train min | sample s |`,
+    `|---|---|---|---|---|---|---|---|---|---|---|---|---|`,
     ...rows,
-    `| clean held-out | - | the FID's floor: real test images | - | - | - | - | - | ${fidText(floor.fid)} | ${fidText(floor.fidAtCampaignCount)} | - | - |`,
+    `| clean held-out | - | the FID's floor: real test images | - | - | - | - | - | - | ${fidText(floor.fid)} | ${fidText(floor.fidAtCampaignCount)} | - | - |`,
     '',
   ].join('\n');
 }
@@ -180,6 +185,7 @@ async function main(): Promise<void> {
       samples: { type: 'string' },
       stage: { type: 'string', default: 'final' },
       budget: { type: 'string', default: '1' },
+      'sampler-steps': { type: 'string', default: '' },
     },
   });
   if (!values.store || !values.id || !values.out) {
@@ -202,6 +208,14 @@ async function main(): Promise<void> {
   if (!(Number.isInteger(samples) && samples > 0)) {
     throw new Error(`--samples must be a positive integer, got '${values.samples}'`);
   }
+  const extraSamplerSteps = values['sampler-steps']
+    .split(',')
+    .filter(Boolean)
+    .map((v) => {
+      const n = Number(v);
+      if (!(Number.isInteger(n) && n > 0)) throw new Error(`--sampler-steps: '${v}' is not a positive integer`);
+      return n;
+    });
   const budget = Number(values.budget);
   if (!(budget > 0)) throw new Error(`--budget must be a positive factor, got '${values.budget}'`);
   const recipeNames = values.recipes.split(',').filter(Boolean);
@@ -249,10 +263,10 @@ async function main(): Promise<void> {
   const results: RunResult[] = existsSync(resultsFile)
     ? (JSON.parse(await readFile(resultsFile, 'utf8')) as { results: RunResult[] }).results
     : [];
+  const samplerStepsOf = (r: RunResult): number => r.samplerSteps ?? base.prior.samplerSteps;
   for (const data of kinds as DataKind[]) {
     for (const name of recipeNames) {
       const label = budget === 1 ? name : `${name}@${budget}x`;
-      if (results.some((r) => r.data === data && r.recipe === label)) continue;
       const named = RECIPES[name](base);
       const recipe = { ...named, steps: Math.max(1, Math.round(named.steps * budget)) };
       const parsed = parseCampaignConfig(
@@ -263,63 +277,94 @@ async function main(): Promise<void> {
       const config: ImageCampaignConfig = parsed;
       const training = priorTraining(config);
       const runId = `${campaignId}-prior-${data}-${label.replace('@', '-')}`;
-      process.stderr.write(`${data} ${label}: ${recipe.steps} steps x batch ${training.batchSize} (${recipe.note})\n`);
-      const trainStart = performance.now();
-      const prior = await runInActivityContext(progressContext(`${data} ${label}`), () =>
-        trainImageDenoiser(
-          config,
-          {
-            store: storeUri,
-            campaignId: runId,
+      const done = results.filter((r) => r.data === data && r.recipe === label);
+      const missing = [...new Set([config.prior.samplerSteps, ...extraSamplerSteps])].filter(
+        (n) => !done.some((r) => samplerStepsOf(r) === n),
+      );
+      if (missing.length === 0) continue;
+
+      let onnx: ArtifactRef | null = null;
+      let trainSeconds = done[0]?.trainSeconds ?? 0;
+      if (done.length > 0) {
+        // Trained by an earlier invocation: only the missing sampler settings are drawn.
+        onnx = await store.head(campaignKeys.network(runId, 'prior', 'denoiser.onnx'));
+      }
+      if (!onnx) {
+        process.stderr.write(
+          `${data} ${label}: ${recipe.steps} steps x batch ${training.batchSize} (${recipe.note})\n`,
+        );
+        const trainStart = performance.now();
+        const prior = await runInActivityContext(progressContext(`${data} ${label}`), () =>
+          trainImageDenoiser(
             config,
-            // The campaign's own prior lap, so the 'campaign' recipe draws the campaign's numbers.
-            lap: base.em.laps + 1,
-            samples: data === 'clean' ? [cleanSet.ref] : diffemSet,
-            init: null,
+            {
+              store: storeUri,
+              campaignId: runId,
+              config,
+              // The campaign's own prior lap, so the 'campaign' recipe draws the campaign's numbers.
+              lap: base.em.laps + 1,
+              samples: data === 'clean' ? [cleanSet.ref] : diffemSet,
+              init: null,
+            },
+            { role: 'prior', conditional: false },
+          ),
+        );
+        onnx = prior.onnx;
+        trainSeconds = (performance.now() - trainStart) / 1000;
+      }
+      for (const samplerSteps of missing) {
+        const sampled: ImageCampaignConfig = { ...config, prior: { ...config.prior, samplerSteps } };
+        const suffix = samplerSteps === base.prior.samplerSteps ? '' : `-heun${samplerSteps}`;
+        const sampleStart = performance.now();
+        const x = await drawPriorImages(store, sampled, onnx, samples, Rng.derive(config.seed, 'prior-sample'));
+        const sampleSeconds = (performance.now() - sampleStart) / 1000;
+        // Kept, so another FID protocol can be applied later without retraining.
+        await putTensors(
+          store,
+          `${campaignKeys.priorSamples(runId).replace(/\.safetensors$/, '')}${suffix}.safetensors`,
+          { x },
+          {
+            sampler: 'heun',
+            recipe: label,
+            data,
           },
-          { role: 'prior', conditional: false },
-        ),
-      );
-      const trainSeconds = (performance.now() - trainStart) / 1000;
-      const sampleStart = performance.now();
-      const x = await drawPriorImages(store, config, prior.onnx, samples, Rng.derive(config.seed, 'prior-sample'));
-      const sampleSeconds = (performance.now() - sampleStart) / 1000;
-      // Kept, so another FID protocol can be applied later without retraining.
-      await putTensors(store, campaignKeys.priorSamples(runId), { x }, { sampler: 'heun', recipe: label, data });
-      const grid = `${data}-${label.replace('@', '-')}.png`;
-      const fid = await fidAt(x, samples);
-      const fidAtCampaignCount = await fidAt(x, campaignCount);
-      await writeFile(
-        join(out, grid),
-        await imageGridPng([{ title: `${data} / ${label}: FID ${fidText(fid)}`, images: x }], {
-          title: `${recipe.note}, ${recipe.steps} steps x ${training.batchSize}`,
-          count: 64,
-          columns: 8,
-          scale: 2,
-        }),
-      );
-      results.push({
-        data,
-        recipe: label,
-        note: recipe.note,
-        steps: recipe.steps,
-        batchSize: training.batchSize,
-        lr: training.lr,
-        emaDecay: training.emaDecay,
-        timeDistribution: training.timeDistribution,
-        imagesSeen: recipe.steps * training.batchSize,
-        fid,
-        fidAtCampaignCount,
-        trainSeconds: Math.round(trainSeconds),
-        sampleSeconds: Math.round(sampleSeconds),
-        grid,
-      });
-      process.stderr.write(
-        `  FID ${fidText(fid)} (${fidText(fidAtCampaignCount)} at ${campaignCount}), training ${(trainSeconds / 60).toFixed(1)} min, sampling ${sampleSeconds.toFixed(0)} s\n`,
-      );
-      // Written after every run, so a long sweep shows its progress and resumes past it.
-      await writeFile(resultsFile, JSON.stringify({ campaign: campaignId, stage, samples, floor, results }, null, 2));
-      await writeFile(join(out, 'prior-sweep.md'), table(results, floor));
+        );
+        const grid = `${data}-${label.replace('@', '-')}${suffix}.png`;
+        const fid = await fidAt(x, samples);
+        const fidAtCampaignCount = await fidAt(x, campaignCount);
+        await writeFile(
+          join(out, grid),
+          await imageGridPng([{ title: `${data} / ${label}: FID ${fidText(fid)}`, images: x }], {
+            title: `${recipe.note}, ${recipe.steps} steps x ${training.batchSize}, Heun ${samplerSteps} steps`,
+            count: 64,
+            columns: 8,
+            scale: 2,
+          }),
+        );
+        results.push({
+          data,
+          recipe: label,
+          note: recipe.note,
+          steps: recipe.steps,
+          batchSize: training.batchSize,
+          lr: training.lr,
+          emaDecay: training.emaDecay,
+          timeDistribution: training.timeDistribution,
+          imagesSeen: recipe.steps * training.batchSize,
+          samplerSteps,
+          fid,
+          fidAtCampaignCount,
+          trainSeconds: Math.round(trainSeconds),
+          sampleSeconds: Math.round(sampleSeconds),
+          grid,
+        });
+        process.stderr.write(
+          `  ${data} ${label}, Heun ${samplerSteps}: FID ${fidText(fid)} (${fidText(fidAtCampaignCount)} at ${campaignCount}), training ${(trainSeconds / 60).toFixed(1)} min, sampling ${sampleSeconds.toFixed(0)} s\n`,
+        );
+        // Written after every run, so a long sweep shows its progress and resumes past it.
+        await writeFile(resultsFile, JSON.stringify({ campaign: campaignId, stage, samples, floor, results }, null, 2));
+        await writeFile(join(out, 'prior-sweep.md'), table(results, floor));
+      }
     }
   }
   await writeFile(resultsFile, JSON.stringify({ campaign: campaignId, stage, samples, floor, results }, null, 2));
