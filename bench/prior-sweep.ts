@@ -75,6 +75,11 @@ const RECIPES: Record<string, (config: ImageCampaignConfig) => Recipe> = {
     steps: 1500,
     prior: { batchSize: 32, lr: 0.002, timeDistribution: 'uniform' },
   }),
+  'b8-uniform': (c) => ({
+    note: "the campaign's recipe, t ~ U(0, 1)",
+    steps: c.prior.steps,
+    prior: { timeDistribution: 'uniform' },
+  }),
   'b8-x2': (c) => ({ note: "the campaign's recipe, twice the steps", steps: 2 * c.prior.steps, prior: {} }),
   'b32-x2': () => ({ note: 'batch 32, lr 2e-3, twice the steps', steps: 3000, prior: { batchSize: 32, lr: 0.002 } }),
 };
