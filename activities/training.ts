@@ -12,6 +12,7 @@ import { exportedWeights, type TrainCheckpoint } from '../models/training/traine
 import { sha256Hex, type ArtifactStore } from '../store/store.js';
 import { storeFor } from '../store/open.js';
 import { getTensors, putTensors } from '../store/tensors.js';
+import { priorTraining } from '../workflows/config.js';
 import { campaignKeys } from '../workflows/keys.js';
 import type { TrainInput, TrainOutput } from '../workflows/types.js';
 import type { Untimed } from './activity.js';
@@ -50,7 +51,8 @@ export async function runCampaignTraining(
   const store = storeFor(input.store);
   const fileKey = (file: Parameters<typeof campaignKeys.network>[2]) =>
     campaignKeys.network(campaignId, role === 'prior' ? 'prior' : { lap }, file);
-  const training = config.training;
+  // The prior may carry its own recipe (`prior.batchSize`, `prior.lr`, ...), the M-step never.
+  const training = role === 'prior' ? priorTraining(config) : config.training;
   const steps =
     role === 'prior' ? config.prior.steps : lap === 0 ? (training.firstSteps ?? training.steps) : training.steps;
   const network = prepared.job.network;

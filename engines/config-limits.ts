@@ -21,6 +21,7 @@ export function checkConfigLimits(config: CampaignConfig, source: string): Campa
   };
   values('data.count', config.data.count);
   values('training.batchSize', config.training.batchSize);
+  if (config.prior.batchSize !== undefined) values('prior.batchSize', config.prior.batchSize);
   values('prior.samples', config.prior.samples);
   values('metrics.samples', config.metrics.samples);
   const widths = config.model.kind === 'unet' ? config.model.levels : config.model.hidden;

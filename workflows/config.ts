@@ -219,6 +219,49 @@ const trainingConfig = z.strictObject({
 });
 
 /**
+ * The final prior's own training recipe, each field falling back to `training`'s
+ * (`priorTraining`): the prior is a fresh unconditional network trained once on the final
+ * reconstructions, so its best batch, learning rate or EMA need not be the M-step's, which
+ * warm-starts every lap from the previous one.
+ */
+const recipeField = trainingConfig.shape;
+const priorRecipe = z.strictObject({
+  batchSize: recipeField.batchSize.unwrap().optional(),
+  lr: recipeField.lr.unwrap().optional(),
+  lrSchedule: recipeField.lrSchedule.unwrap().optional(),
+  clip: recipeField.clip.unwrap().optional(),
+  emaDecay: recipeField.emaDecay.unwrap().optional(),
+  emaWarmup: recipeField.emaWarmup.unwrap().optional(),
+  timeDistribution: recipeField.timeDistribution.unwrap().optional(),
+  gradientShards: recipeField.gradientShards,
+});
+
+/** The fields of `training` that `prior` may set for the final prior alone. */
+export type PriorRecipe = z.infer<typeof priorRecipe>;
+
+type TrainingConfig = z.infer<typeof trainingConfig>;
+
+/**
+ * The recipe the final prior trains with: `training`, with each field `prior` sets replaced.
+ * Without overrides it serialises as `training` does (same keys, same order), so the prior's training digest, and with it the resumption of a campaign started
+ * before the overrides existed, is unchanged.
+ */
+export function priorTraining(config: { training: TrainingConfig; prior: PriorRecipe }): TrainingConfig {
+  const { training, prior } = config;
+  return {
+    ...training,
+    batchSize: prior.batchSize ?? training.batchSize,
+    lr: prior.lr ?? training.lr,
+    lrSchedule: prior.lrSchedule ?? training.lrSchedule,
+    clip: prior.clip ?? training.clip,
+    emaDecay: prior.emaDecay ?? training.emaDecay,
+    emaWarmup: prior.emaWarmup ?? training.emaWarmup,
+    timeDistribution: prior.timeDistribution ?? training.timeDistribution,
+    ...(prior.gradientShards !== undefined && { gradientShards: prior.gradientShards }),
+  };
+}
+
+/**
  * The campaign's activities by name (workflows/types.ts CampaignActivities; workflows/temporal.ts
  * checks at compile time that the two lists agree).
  */
@@ -318,6 +361,7 @@ export const campaignConfigSchema = z
         steps: positiveInt.default(2000),
         samples: positiveInt.default(4096),
         samplerSteps: positiveInt.default(64),
+        ...priorRecipe.shape,
       })
       .default({ steps: 2000, samples: 4096, samplerSteps: 64 }),
     metrics: z
@@ -355,6 +399,17 @@ export const campaignConfigSchema = z
         code: 'custom',
         path: ['training', 'gradientShards'],
         message: `training.batchSize (${config.training.batchSize}) must be a multiple of training.gradientShards (${config.training.gradientShards ?? 1})`,
+      });
+    }
+    const prior = priorTraining(config);
+    if (
+      (config.prior.batchSize !== undefined || config.prior.gradientShards !== undefined) &&
+      prior.batchSize % (prior.gradientShards ?? 1) !== 0
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['prior', config.prior.gradientShards !== undefined ? 'gradientShards' : 'batchSize'],
+        message: `the prior's batch size (${prior.batchSize}) must be a multiple of its gradient shards (${prior.gradientShards ?? 1}); prior.batchSize and prior.gradientShards fall back to training's`,
       });
     }
     const imageData = isImageDataKind(config.data.kind);
