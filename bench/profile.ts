@@ -11,7 +11,10 @@
  * it. Samples count wall time on the sampled thread: on a loaded machine a thread waiting
  * for a core is charged to whatever it was running, so read shares from a quiet run.
  * Only samples under the training loop count: `run` in a shard thread
- * (models/training/shard-worker.ts) or `trainNetwork` on the main thread.
+ * (models/training/shard-worker.ts) or `trainNetwork` on the main thread, plus the
+ * thread's samples in native code, which V8 cannot tie to a JavaScript stack and books as
+ * "(program)": that is where OpenBLAS's products (called through koffi) and V8's own work
+ * land, so read that line as an upper bound on the GEMM time.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
@@ -40,6 +43,8 @@ const { values } = parseArgs({
 });
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOTS = new Set(['run', 'trainNetwork']);
+/** Samples outside any JavaScript stack: native code (OpenBLAS through koffi) and V8's own work. */
+const NATIVE = new Set(['(program)', '(garbage collector)']);
 /** Generic dispatch frames that say nothing about which kernel ran. */
 const DISPATCH = new Set(['ccall', 'kernelFunc', 'identity', 'runKernel', '']);
 
@@ -69,10 +74,12 @@ function charge(profile: CpuProfile, totals: Map<string, number>): number {
       if (kernel === null && isKernelFrame(frame)) kernel = label(frame);
       if (ROOTS.has(frame.functionName) && frame.url.includes('/training/')) rooted = true;
     }
-    if (!rooted) return;
+    const leaf = byId.get(id)!.callFrame;
+    const native = NATIVE.has(leaf.functionName);
+    if (!rooted && !native) return;
     const dt = profile.timeDeltas[i] ?? 0;
     inScope += dt;
-    const key = kernel ?? label(byId.get(id)!.callFrame);
+    const key = native ? `${leaf.functionName}: native code and V8` : (kernel ?? label(leaf));
     totals.set(key, (totals.get(key) ?? 0) + dt);
   });
   return inScope;
