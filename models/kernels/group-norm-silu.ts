@@ -16,16 +16,10 @@
  * Moments and sums accumulate in float64 in a fixed order, so the result depends only on
  * the inputs (the same on any number of data-parallel threads).
  */
-import {
-  registerKernel,
-  getKernel,
-  type KernelConfig,
-  type KernelFunc,
-  type NamedAttrMap,
-  type TensorInfo,
-} from '@tensorflow/tfjs-core';
+import { type KernelConfig, type KernelFunc, type NamedAttrMap, type TensorInfo } from '@tensorflow/tfjs-core';
 
-import * as tf from '../tf.js';
+import type * as tf from '../tf.js';
+import { registerOnce, tapedKernelOp } from './taped-op.js';
 import { WASM, asWasmBackend, f32, runKernel, wasmKernel } from './wasm.js';
 
 export const GROUP_NORM_SILU = 'DiffemGroupNormSilu';
@@ -180,13 +174,6 @@ const configs: KernelConfig[] = [
   { kernelName: GROUP_NORM_SILU_GRAD, backendName: WASM, kernelFunc: backward },
 ];
 
-/** Registers both kernels for the wasm backend (idempotent). */
-export function registerGroupNormSiluKernels(): void {
-  for (const config of configs) {
-    if (getKernel(config.kernelName, WASM) === undefined) registerKernel(config);
-  }
-}
-
 /**
  * SiLU(GroupNorm(x) * gamma + beta) for NHWC x as one taped op whose gradient is the fused
  * backward kernel. Callers check `fusedLayersEnabled()` (layer-norm-silu.ts) first.
@@ -198,27 +185,19 @@ export function groupNormSilu(
   groups: number,
   epsilon: number,
 ): tf.Tensor4D {
-  registerGroupNormSiluKernels();
-  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
-    const save = args[3] as tf.GradSaveFunc;
-    const [y, xhat, sig, rstd] = tf
-      .engine()
-      .runKernel(GROUP_NORM_SILU, { x: xIn, gamma: gammaIn, beta: betaIn }, { groups, epsilon }) as tf.Tensor[];
-    save([xhat, sig, rstd, gammaIn, betaIn]);
-    return {
-      value: y,
-      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const [h, s, r, g, b] = saved;
-        return tf
-          .engine()
-          .runKernel(
-            GROUP_NORM_SILU_GRAD,
-            { dy: dy as tf.Tensor, xhat: h, sig: s, rstd: r, gamma: g, beta: b },
-            { groups },
-          ) as tf.Tensor[];
-      },
-    };
-  });
-  return op(x, gamma, beta) as tf.Tensor4D;
+  registerOnce(configs);
+  return tapedKernelOp(
+    {
+      forward: GROUP_NORM_SILU,
+      backward: GROUP_NORM_SILU_GRAD,
+      saved: ['xhat', 'sig', 'rstd'],
+      reused: ['gamma', 'beta'],
+    },
+    [
+      ['x', x],
+      ['gamma', gamma],
+      ['beta', beta],
+    ],
+    { groups, epsilon },
+  ) as tf.Tensor4D;
 }

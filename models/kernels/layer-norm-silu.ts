@@ -15,16 +15,10 @@
  * Row statistics and column sums accumulate in float64 in a fixed order, so the result
  * does not depend on anything but the inputs.
  */
-import {
-  registerKernel,
-  getKernel,
-  type KernelConfig,
-  type KernelFunc,
-  type NamedAttrMap,
-  type TensorInfo,
-} from '@tensorflow/tfjs-core';
+import { type KernelConfig, type KernelFunc, type NamedAttrMap, type TensorInfo } from '@tensorflow/tfjs-core';
 
 import * as tf from '../tf.js';
+import { registerOnce, tapedKernelOp } from './taped-op.js';
 import { WASM, asWasmBackend, f32, runKernel, wasmKernel } from './wasm.js';
 
 export const BIAS_LAYER_NORM_SILU = 'DiffemBiasLayerNormSilu';
@@ -156,18 +150,11 @@ const configs: KernelConfig[] = [
   { kernelName: BIAS_LAYER_NORM_SILU_GRAD, backendName: WASM, kernelFunc: backward },
 ];
 
-/** Registers both kernels for the wasm backend (idempotent). */
-export function registerLayerNormSiluKernels(): void {
-  for (const config of configs) {
-    if (getKernel(config.kernelName, WASM) === undefined) registerKernel(config);
-  }
-}
-
 let enabled = false;
 
 /** Whether `biasLayerNormSilu` runs fused (set by `initBackend` with kernels 'fast' on wasm). */
 export function setFusedLayers(on: boolean): void {
-  if (on) registerLayerNormSiluKernels();
+  if (on) registerOnce(configs);
   enabled = on;
 }
 
@@ -186,30 +173,19 @@ export function biasLayerNormSilu(
   beta: tf.Tensor,
   epsilon: number,
 ): tf.Tensor2D {
-  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [xIn, biasIn, gammaIn, betaIn] = args as tf.Tensor[];
-    const save = args[4] as tf.GradSaveFunc;
-    const [y, xhat, sig, rstd] = tf.engine().runKernel(
-      BIAS_LAYER_NORM_SILU,
-      { x: xIn, bias: biasIn, gamma: gammaIn, beta: betaIn },
-      {
-        epsilon,
-      },
-    ) as tf.Tensor[];
-    save([xhat, sig, rstd, gammaIn, betaIn]);
-    return {
-      value: y,
-      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const [h, s, r, g, b] = saved;
-        return tf
-          .engine()
-          .runKernel(
-            BIAS_LAYER_NORM_SILU_GRAD,
-            { dy: dy as tf.Tensor, xhat: h, sig: s, rstd: r, gamma: g, beta: b },
-            {},
-          ) as tf.Tensor[];
-      },
-    };
-  });
-  return op(x, bias, gamma, beta) as tf.Tensor2D;
+  return tapedKernelOp(
+    {
+      forward: BIAS_LAYER_NORM_SILU,
+      backward: BIAS_LAYER_NORM_SILU_GRAD,
+      saved: ['xhat', 'sig', 'rstd'],
+      reused: ['gamma', 'beta'],
+    },
+    [
+      ['x', x],
+      ['bias', bias],
+      ['gamma', gamma],
+      ['beta', beta],
+    ],
+    { epsilon },
+  ) as tf.Tensor2D;
 }
