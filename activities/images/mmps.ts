@@ -50,7 +50,9 @@ export async function mmpsImagePosteriorSample(request: ImageMmpsRequest): Promi
   const { store, config, y, ops } = request;
   const network = unetConfigOf(config, false);
   const { tensors } = await getTensors(store, request.weights);
-  await initBackend({ device: config.runtime.device });
+  // The guidance VJPs are training-shaped work (forward + backward), so they take the
+  // campaign's kernel choice, set explicitly so that nothing earlier in the process decides it.
+  await initBackend({ device: config.runtime.device, kernels: config.runtime.kernels ?? 'portable' });
   let unet: UnetNetwork;
   try {
     unet = UnetNetwork.fromParams(network, tensors, false);

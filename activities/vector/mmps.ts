@@ -82,7 +82,9 @@ export async function mmpsPosteriorSample(request: MmpsRequest): Promise<MmpsRes
   } catch (error) {
     throw new BadInputError('ShapeMismatch', error instanceof Error ? error.message : String(error));
   }
-  await initBackend({ device: config.runtime.device });
+  // The guidance VJPs are training-shaped work (forward + backward), so they take the
+  // campaign's kernel choice, set explicitly so that nothing earlier in the process decides it.
+  await initBackend({ device: config.runtime.device, kernels: config.runtime.kernels ?? 'portable' });
   const prior = new DifferentiableMlp(MlpNetwork.fromParams(network, tensors, false));
   const observation = { y: Float64Array.from(y.data), operator: denseOperator(A), noiseStd: config.channel.noiseStd };
   const settings = guidanceSettings(config.estep, A.shape[1]);
