@@ -21,11 +21,7 @@ import { ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
 import { storeFor } from '../store/open.js';
 import { putTensors } from '../store/tensors.js';
-import {
-  parseCampaignConfig,
-  type ImageCampaignConfig,
-  type VectorCampaignConfig,
-} from '../workflows/config.js';
+import { parseCampaignConfig, type ImageCampaignConfig, type VectorCampaignConfig } from '../workflows/config.js';
 
 let dir = '';
 after(async () => {

@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { ConfigError, parseCampaignConfig, priorTraining } from '../workflows/config.js';
+import { getTensors } from '../store/tensors.js';
+import { storeFor } from '../store/open.js';
+import { ConfigError, parseCampaignConfig, priorModel, priorTraining } from '../workflows/config.js';
 import { REPO, runCli, type CliResult } from './helpers/cli.js';
 
 /** A compiled script of the repository (here the sweep under dist/bench) as a child process. */
@@ -87,6 +89,46 @@ test('a bad prior override is refused, naming its field', async () => {
   assert.ok(issuesOf(doc).some((i) => /^prior\.batchSize:/.test(i)));
 });
 
+test('prior.model widens the prior alone, and a field of the other network kind or a bad merge is refused by name', async () => {
+  const doc = await tinyImages();
+  doc.prior = { ...doc.prior, model: { levels: [16, 32, 32], blocksPerLevel: 2 } };
+  const config = parseCampaignConfig(doc, 'tiny');
+  assert.deepEqual(
+    { ...priorModel(config), levels: [8, 16, 16], blocksPerLevel: 1 },
+    config.model,
+    'every other field is the model’s',
+  );
+  assert.deepEqual(config.model.kind === 'unet' && config.model.levels, [8, 16, 16], 'the M-step keeps its network');
+  const without = parseCampaignConfig(await tinyImages(), 'tiny');
+  assert.equal(priorModel(without), without.model);
+
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ hidden: [64] }, /^prior\.model\.hidden: .*unet/],
+    // The tiny example's 4 groups do not divide 6 channels: the merged network is checked.
+    [{ levels: [6, 16] }, /^prior\.model\.levels\.0: 4 groups do not divide 6/],
+    [{ attentionLevels: [3] }, /^prior\.model\.attentionLevels\.0: level 3 does not exist/],
+    [{ embedDim: 33 }, /^prior\.model\.embedDim: embedDim must be even/],
+    [{ kind: 'mlp' }, /prior\.model/],
+  ];
+  for (const [override, expected] of cases) {
+    const bad = await tinyImages();
+    bad.prior = { ...bad.prior, model: override };
+    const issues = issuesOf(bad);
+    assert.ok(
+      issues.some((i) => expected.test(i)),
+      `${JSON.stringify(override)}: ${issues.join('; ')}`,
+    );
+  }
+  const vector = parse(await readFile(path.join(REPO, 'examples', 'manifold-tiny.yaml'), 'utf8')) as Doc;
+  vector.prior = { ...vector.prior, model: { levels: [8] } };
+  assert.ok(issuesOf(vector).some((i) => /^prior\.model\.levels: .*mlp/.test(i)));
+  vector.prior = { ...vector.prior, model: { hidden: [32, 32] } };
+  assert.deepEqual(priorModel(parseCampaignConfig(vector, 'v')), {
+    ...parseCampaignConfig(vector, 'v').model,
+    hidden: [32, 32],
+  });
+});
+
 test('the shipped MNIST example is a valid config', async () => {
   const doc = parse(await readFile(path.join(REPO, 'examples', 'mnist-masked.yaml'), 'utf8')) as unknown;
   const config = parseCampaignConfig(doc, 'mnist-masked.yaml');
@@ -115,7 +157,15 @@ test('an image campaign trains its prior with the prior recipe and its M-step wi
   doc.em = { ...doc.em, laps: 0, gaussianIterations: 2, shardSize: 32 };
   doc.estep = { steps: 4 };
   doc.training = { ...doc.training, steps: 6, firstSteps: 6, batchSize: 8, checkpointEvery: 3 };
-  doc.prior = { steps: 5, samples: 16, samplerSteps: 3, batchSize: 4, lr: 0.001, gradientShards: 2 };
+  doc.prior = {
+    steps: 5,
+    samples: 16,
+    samplerSteps: 3,
+    batchSize: 4,
+    lr: 0.001,
+    gradientShards: 2,
+    model: { levels: [12, 16, 16] },
+  };
   doc.metrics = { samples: 16, fid: { features: 'mnist-classifier', classifierSteps: 5, referenceCount: 64 } };
   const config = path.join(dir, 'prior-recipe.yaml');
   await writeFile(config, JSON.stringify(doc));
@@ -130,6 +180,16 @@ test('an image campaign trains its prior with the prior recipe and its M-step wi
   const mStep = await journal(store, 'recipe', 'lap-000/train');
   assert.equal(mStep.output?.trainingEvaluations, 6 * 8 * 2, 'the M-step trained on batches of training.batchSize');
   assert.equal(mStep.output?.gradientShards, 1);
+  // The prior's network is prior.model's (12 channels at the finest level), the M-step's the model's (8).
+  const artifacts = storeFor(store);
+  const widthOf = async (key: string): Promise<number> => {
+    const ref = await artifacts.head(key);
+    assert.ok(ref, key);
+    const { tensors } = await getTensors(artifacts, ref);
+    return tensors['down.0.blocks.0.conv1.weight'].shape[3];
+  };
+  assert.equal(await widthOf('campaigns/recipe/final/prior/weights.safetensors'), 12);
+  assert.equal(await widthOf('campaigns/recipe/lap-000/train/weights.safetensors'), 8);
   assert.ok(existsSync(path.join(store, 'campaigns', 'recipe', 'summary.json')));
   finished = { dir, store };
 });

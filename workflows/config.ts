@@ -137,38 +137,43 @@ const mlpModelConfig = z
   .refine((m) => m.embedDim % 2 === 0, { message: 'embedDim must be even', path: ['embedDim'] });
 
 /** The U-Net of `models/denoisers/unet.ts`; the image size and conditioning come from data and channel. */
-const unetModelConfig = z
-  .strictObject({
-    kind: z.literal('unet'),
-    /** Feature channels per resolution level, finest first (each level halves the image). */
-    levels: z.array(positiveInt).min(1).default([32, 64, 64]),
-    blocksPerLevel: positiveInt.default(1),
-    /** Indices into `levels` with self-attention (the middle block always has one). */
-    attentionLevels: z.array(z.number().int().nonnegative()).default([]),
-    embedDim: positiveInt.default(64),
-    dropout: z.number().min(0).lt(1).default(0),
-    groups: positiveInt.default(8),
-    downsample: z.enum(['conv', 'avgpool']).default('conv'),
-  })
-  .superRefine((m, ctx) => {
-    if (m.embedDim % 2 !== 0) ctx.addIssue({ code: 'custom', path: ['embedDim'], message: 'embedDim must be even' });
-    m.levels.forEach((c, i) => {
-      if (c % m.groups !== 0)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['levels', i],
-          message: `${m.groups} groups do not divide ${c} channels`,
-        });
-    });
-    m.attentionLevels.forEach((l, i) => {
-      if (l >= m.levels.length)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['attentionLevels', i],
-          message: `level ${l} does not exist (${m.levels.length} levels)`,
-        });
-    });
+const unetModelObject = z.strictObject({
+  kind: z.literal('unet'),
+  /** Feature channels per resolution level, finest first (each level halves the image). */
+  levels: z.array(positiveInt).min(1).default([32, 64, 64]),
+  blocksPerLevel: positiveInt.default(1),
+  /** Indices into `levels` with self-attention (the middle block always has one). */
+  attentionLevels: z.array(z.number().int().nonnegative()).default([]),
+  embedDim: positiveInt.default(64),
+  dropout: z.number().min(0).lt(1).default(0),
+  groups: positiveInt.default(8),
+  downsample: z.enum(['conv', 'avgpool']).default('conv'),
+});
+const unetModelFields = unetModelObject.shape;
+
+/** The U-Net's cross-field checks, reported under `path` (the model, or the prior's override of it). */
+function checkUnetModel(m: z.infer<typeof unetModelObject>, ctx: z.RefinementCtx, path: string[]): void {
+  if (m.embedDim % 2 !== 0)
+    ctx.addIssue({ code: 'custom', path: [...path, 'embedDim'], message: 'embedDim must be even' });
+  m.levels.forEach((c, i) => {
+    if (c % m.groups !== 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: [...path, 'levels', i],
+        message: `${m.groups} groups do not divide ${c} channels`,
+      });
   });
+  m.attentionLevels.forEach((l, i) => {
+    if (l >= m.levels.length)
+      ctx.addIssue({
+        code: 'custom',
+        path: [...path, 'attentionLevels', i],
+        message: `level ${l} does not exist (${m.levels.length} levels)`,
+      });
+  });
+}
+
+const unetModelConfig = unetModelObject.superRefine((m, ctx) => checkUnetModel(m, ctx, []));
 
 const MODEL_DEFAULT = { kind: 'mlp' as const, hidden: [256, 256, 256], embedDim: 64 };
 
@@ -235,6 +240,61 @@ const priorRecipe = z.strictObject({
   timeDistribution: recipeField.timeDistribution.unwrap().optional(),
   gradientShards: recipeField.gradientShards,
 });
+
+/**
+ * The final prior's own network size, each field falling back to `model`'s (`priorModel`):
+ * the prior is trained once, from scratch, and is the campaign's product, so it may be wider
+ * or deeper than the conditional network that is retrained every lap. Its kind is the
+ * campaign's; the fields are the U-Net's or the MLP's.
+ */
+const priorModelFields = z.strictObject({
+  hidden: mlpModelConfig.shape.hidden.unwrap().optional(),
+  embedDim: positiveInt.optional(),
+  levels: unetModelFields.levels.unwrap().optional(),
+  blocksPerLevel: positiveInt.optional(),
+  attentionLevels: unetModelFields.attentionLevels.unwrap().optional(),
+  dropout: unetModelFields.dropout.unwrap().optional(),
+  groups: positiveInt.optional(),
+  downsample: unetModelFields.downsample.unwrap().optional(),
+});
+
+export type PriorModelOverride = z.infer<typeof priorModelFields>;
+
+const MLP_FIELDS: ReadonlySet<string> = new Set(['hidden', 'embedDim']);
+
+/** `prior.model` names only fields of the campaign's network kind, and the merged network is a valid one. */
+function checkPriorModel(
+  config: {
+    model: z.infer<typeof mlpModelConfig> | z.infer<typeof unetModelConfig>;
+    prior: { model?: PriorModelOverride };
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const path = ['prior', 'model'];
+  for (const field of Object.keys(config.prior.model ?? {})) {
+    const mlpField = MLP_FIELDS.has(field);
+    if (config.model.kind === 'mlp' ? !mlpField : field === 'hidden') {
+      ctx.addIssue({
+        code: 'custom',
+        path: [...path, field],
+        message: `'${field}' is not a field of the campaign's ${config.model.kind} (model.kind); the prior's network is the same kind`,
+      });
+    }
+  }
+  const merged = priorModel(config);
+  if (merged.kind === 'unet') checkUnetModel(merged, ctx, path);
+  else if (merged.embedDim % 2 !== 0)
+    ctx.addIssue({ code: 'custom', path: [...path, 'embedDim'], message: 'embedDim must be even' });
+}
+
+/** The final prior's network: `model` with the fields `prior.model` sets replaced. */
+export function priorModel<C extends { model: { kind: string }; prior: { model?: PriorModelOverride } }>(
+  config: C,
+): C['model'] {
+  const override = config.prior.model;
+  if (override === undefined) return config.model;
+  return { ...config.model, ...override };
+}
 
 /** The fields of `training` that `prior` may set for the final prior alone. */
 export type PriorRecipe = z.infer<typeof priorRecipe>;
@@ -362,6 +422,7 @@ export const campaignConfigSchema = z
         samples: positiveInt.default(4096),
         samplerSteps: positiveInt.default(64),
         ...priorRecipe.shape,
+        model: priorModelFields.optional(),
       })
       .default({ steps: 2000, samples: 4096, samplerSteps: 64 }),
     metrics: z
@@ -413,6 +474,7 @@ export const campaignConfigSchema = z
       });
     }
     const imageData = isImageDataKind(config.data.kind);
+    if (config.prior.model !== undefined) checkPriorModel(config, ctx);
     const imageChannel = (IMAGE_CHANNEL_KINDS as readonly string[]).includes(config.channel.kind);
     if (imageData && !imageChannel) {
       ctx.addIssue({

@@ -18,7 +18,7 @@ import type { ParamMap } from '../../models/denoisers/mlp.js';
 import { checkUnetParams, initUnetParams } from '../../models/denoisers/unet.js';
 import { exportUnetToOnnx } from '../../models/onnx/export-unet.js';
 import { Rng } from '../../models/rng.js';
-import type { ImageCampaignConfig } from '../../workflows/config.js';
+import { priorModel, type ImageCampaignConfig } from '../../workflows/config.js';
 import type { TrainInput, TrainOutput } from '../../workflows/types.js';
 import { BadInputError } from '../errors.js';
 import { storeFor } from '../../store/open.js';
@@ -35,7 +35,7 @@ export async function trainImageDenoiser(
 ): Promise<Untimed<TrainOutput>> {
   const { lap } = input;
   const store = storeFor(input.store);
-  const network = unetConfigOf(config, conditional);
+  const network = unetConfigOf(config, conditional, role === 'prior' ? priorModel(config) : config.model);
   const x = await loadImageSamples(store, config, input.samples);
   let cond = null;
   if (conditional) {

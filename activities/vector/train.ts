@@ -15,7 +15,7 @@ import { exportMlpToOnnx } from '../../models/onnx/export-mlp.js';
 import { Rng } from '../../models/rng.js';
 import { storeFor } from '../../store/open.js';
 import { getTensors } from '../../store/tensors.js';
-import type { VectorCampaignConfig } from '../../workflows/config.js';
+import { priorModel, type VectorCampaignConfig } from '../../workflows/config.js';
 import type { TrainInput, TrainOutput } from '../../workflows/types.js';
 import type { Untimed } from '../activity.js';
 import type { TrainingRole } from '../domain.js';
@@ -23,12 +23,17 @@ import { runCampaignTraining } from '../training.js';
 import { channelOf } from './channel.js';
 import { loadSamples } from './data.js';
 
-export function networkConfig(config: VectorCampaignConfig, conditional: boolean): MlpConfig {
+/** The MLP of a campaign; `model` is the campaign's network unless given (the final prior's, `priorModel`). */
+export function networkConfig(
+  config: VectorCampaignConfig,
+  conditional: boolean,
+  model: VectorCampaignConfig['model'] = config.model,
+): MlpConfig {
   return {
     dim: config.data.dim,
     condDim: conditional ? conditioningWidth(channelOf(config)) : 0,
-    hidden: config.model.hidden,
-    embedDim: config.model.embedDim,
+    hidden: model.hidden,
+    embedDim: model.embedDim,
   };
 }
 
@@ -39,7 +44,7 @@ export async function trainVectorDenoiser(
 ): Promise<Untimed<TrainOutput>> {
   const { lap } = input;
   const store = storeFor(input.store);
-  const network = networkConfig(config, conditional);
+  const network = networkConfig(config, conditional, role === 'prior' ? priorModel(config) : config.model);
   const x = await loadSamples(store, config, input.samples);
   const cond = conditional ? recorrupt(config, lap, x) : null;
   let params: ParamMap;
