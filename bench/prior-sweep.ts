@@ -45,6 +45,7 @@ import {
   parseCampaignConfig,
   priorTraining,
   type ImageCampaignConfig,
+  type PriorModelOverride,
   type PriorRecipe,
 } from '../workflows/config.js';
 import { campaignKeys, type Stage } from '../workflows/keys.js';
@@ -54,7 +55,7 @@ interface Recipe {
   /** What the recipe tries, for the table. */
   note: string;
   steps: number;
-  prior: PriorRecipe;
+  prior: PriorRecipe & { model?: PriorModelOverride };
 }
 
 /**
@@ -82,6 +83,26 @@ const RECIPES: Record<string, (config: ImageCampaignConfig) => Recipe> = {
   }),
   'b8-x2': (c) => ({ note: "the campaign's recipe, twice the steps", steps: 2 * c.prior.steps, prior: {} }),
   'b32-x2': () => ({ note: 'batch 32, lr 2e-3, twice the steps', steps: 3000, prior: { batchSize: 32, lr: 0.002 } }),
+  'b64-lr3e-3': () => ({
+    note: 'batch 64, lr 3e-3 (more images per second than batch 32)',
+    steps: 750,
+    prior: { batchSize: 64, lr: 0.003 },
+  }),
+  'b32-w24': () => ({
+    note: 'batch 32, lr 2e-3, U-Net 24/48/48',
+    steps: 1500,
+    prior: { batchSize: 32, lr: 0.002, model: { levels: [24, 48, 48] } },
+  }),
+  'b32-w32': () => ({
+    note: 'batch 32, lr 2e-3, U-Net 32/64/64',
+    steps: 1500,
+    prior: { batchSize: 32, lr: 0.002, model: { levels: [32, 64, 64] } },
+  }),
+  'b32-deep': () => ({
+    note: 'batch 32, lr 2e-3, 2 blocks per level',
+    steps: 1500,
+    prior: { batchSize: 32, lr: 0.002, model: { blocksPerLevel: 2 } },
+  }),
 };
 
 type DataKind = 'diffem' | 'clean';
