@@ -51,14 +51,13 @@ export function imageChannelOf(config: ImageCampaignConfig): ImageChannel {
 
 /**
  * The U-Net of a campaign: conditional ([y, mask] or [y]) for DiffEM's M-step, else
- * unconditional; `model` is the campaign's network unless given (the final prior's, `priorModel`).
+ * unconditional; `m` is the campaign's network unless given (the final prior's, `priorModel`).
  */
 export function unetConfigOf(
   config: ImageCampaignConfig,
   conditional: boolean,
-  model: ImageCampaignConfig['model'] = config.model,
+  m: ImageCampaignConfig['model'] = config.model,
 ): UnetConfig {
-  const m = model;
   return {
     ...imageShape(config),
     condChannels: conditional ? imageChannelOf(config).condChannels : 0,
