@@ -64,6 +64,17 @@ interface Recipe {
  */
 const RECIPES: Record<string, (config: ImageCampaignConfig) => Recipe> = {
   campaign: (c) => ({ note: "the campaign's prior block", steps: c.prior.steps, prior: {} }),
+  'campaign-lr4e-3': (c) => ({ note: "the campaign's prior, lr 4e-3", steps: c.prior.steps, prior: { lr: 0.004 } }),
+  'campaign-ema999': (c) => ({
+    note: "the campaign's prior, EMA 0.999",
+    steps: c.prior.steps,
+    prior: { emaDecay: 0.999 },
+  }),
+  'campaign-lognormal': (c) => ({
+    note: "the campaign's prior, log sigma ~ N(-0.5, 1.2^2)",
+    steps: c.prior.steps,
+    prior: { timeDistribution: 'lognormal' },
+  }),
   'b32-lr2e-3': () => ({ note: 'batch 32, lr 2e-3', steps: 1500, prior: { batchSize: 32, lr: 0.002 } }),
   'b32-lr2e-3-ema999': () => ({
     note: 'batch 32, lr 2e-3, EMA 0.999',

@@ -47,18 +47,43 @@ before(async () => {
 
 test('Beta-mixture times put mass at both ends; Beta(3,3) in the middle', () => {
   const rng = Rng.derive(1, 't');
+  const schedule = logLinearSchedule(1e-3, 1e2);
   let ends = 0;
   let middle = 0;
   for (let i = 0; i < 20000; i++) {
-    const t = sampleTime(rng, 'beta-mixture');
+    const t = sampleTime(rng, 'beta-mixture', schedule);
     assert.ok(t > 0 && t < 1);
     if (t < 0.2 || t > 0.8) ends++;
-    const u = sampleTime(rng, 'beta33');
+    const u = sampleTime(rng, 'beta33', schedule);
     if (u > 0.3 && u < 0.7) middle++;
   }
   // 1/2 Beta(2,5) + 1/2 Beta(5,2): P(t < 0.2 or t > 0.8) = P(Beta(2,5) < 0.2) = 0.345; Beta(3,3) in (0.3,0.7): 0.674 (CDF 10x^3 - 15x^4 + 6x^5).
   assert.ok(Math.abs(ends / 20000 - 0.345) < 0.015, `ends ${ends / 20000}`);
   assert.ok(Math.abs(middle / 20000 - 0.674) < 0.015, `middle ${middle / 20000}`);
+});
+
+test('lognormal times give log sigma ~ N(-0.5, 1.2^2), kept inside the schedule', () => {
+  const rng = Rng.derive(2, 't');
+  const wide = logLinearSchedule(1e-3, 1e2);
+  const n = 20000;
+  let sum = 0;
+  let sumSq = 0;
+  for (let i = 0; i < n; i++) {
+    const logSigma = Math.log(wide.sigma(sampleTime(rng, 'lognormal', wide)));
+    sum += logSigma;
+    sumSq += logSigma * logSigma;
+  }
+  const mean = sum / n;
+  const std = Math.sqrt(sumSq / n - mean * mean);
+  // [1e-3, 1e2] truncates N(-0.5, 1.2^2) beyond 4 standard deviations: the moments are the untruncated ones.
+  assert.ok(Math.abs(mean + 0.5) < 0.04, `mean ${mean}`);
+  assert.ok(Math.abs(std - 1.2) < 0.04, `std ${std}`);
+  // A schedule narrower than the distribution: every draw stays on it.
+  const narrow = logLinearSchedule(0.5, 2);
+  for (let i = 0; i < 2000; i++) {
+    const t = sampleTime(rng, 'lognormal', narrow);
+    assert.ok(t >= 0 && t <= 1, `t ${t}`);
+  }
 });
 
 test('training lowers the denoising loss', async () => {

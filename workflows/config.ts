@@ -212,7 +212,7 @@ const trainingConfig = z.strictObject({
    */
   emaWarmup: positiveInt.default(100),
   /** Default: 'beta-mixture' (DiffEM's tuned distribution) for vectors, 'beta33' for images. */
-  timeDistribution: z.enum(['beta33', 'beta-mixture', 'uniform']).default('beta-mixture'),
+  timeDistribution: z.enum(['beta33', 'beta-mixture', 'uniform', 'lognormal']).default('beta-mixture'),
   checkpointEvery: positiveInt.default(250),
   /**
    * Slices of each minibatch whose gradients are computed apart (on as many threads as the

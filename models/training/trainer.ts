@@ -231,7 +231,7 @@ export function drawStep(draws: StepDraws, data: TrainingData, options: TrainOpt
     const i = rng.int(n);
     draws.xb.set(data.x.data.subarray(i * dim, (i + 1) * dim), b * dim);
     if (draws.cb && data.cond) draws.cb.set(data.cond.data.subarray(i * condDim, (i + 1) * condDim), b * condDim);
-    draws.sb[b] = options.schedule.sigma(sampleTime(rng, options.timeDistribution));
+    draws.sb[b] = options.schedule.sigma(sampleTime(rng, options.timeDistribution, options.schedule));
   }
   rng.fillNormal(draws.zb);
   return rng.nextUint32();
