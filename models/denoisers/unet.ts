@@ -315,10 +315,7 @@ export class UnetNetwork {
         }
         skips.push(h);
         if (l < L - 1) {
-          h =
-            (config.downsample ?? 'conv') === 'conv'
-              ? this.conv(h, `down.${l}.downsample`, 2)
-              : tf.avgPool(h, 2, 2, 'same');
+          h = (config.downsample ?? 'conv') === 'conv' ? this.conv(h, `down.${l}.downsample`, 2) : averagePoolSame(h);
         }
       }
       h = this.resBlock(h, eAct, 'mid.block1', dropout);
@@ -480,4 +477,38 @@ export class TfjsUnetDenoiser implements Denoiser {
   dispose(): void {
     this.network.dispose();
   }
+}
+
+/**
+ * 2 x 2 average pooling with stride 2 and 'same' padding, each window averaging only its pixels
+ * inside the image (tf.avgPool's forward rule, ONNX's AveragePool with count_include_pad = 0).
+ * Built from zero padding, 'valid' pooling and a per-window count correction because
+ * tf.avgPool's gradient divides every window by 4, the padded ones at an odd side included
+ * (tfjs-backend-cpu AvgPoolGrad: avgMultiplier = 1 / (filterHeight * filterWidth)), which is not
+ * the derivative of its forward pass: on a 7 x 5 image it was off by 28 % (tests/onnx-vjp.test.ts).
+ */
+function averagePoolSame(x: tf.Tensor4D): tf.Tensor4D {
+  const [, height, width] = x.shape;
+  const [padRows, padCols] = [height % 2, width % 2];
+  if (padRows === 0 && padCols === 0) return tf.avgPool(x, 2, 2, 'valid');
+  const pooled = tf.avgPool(
+    tf.pad(x, [
+      [0, 0],
+      [0, padRows],
+      [0, padCols],
+      [0, 0],
+    ]),
+    2,
+    2,
+    'valid',
+  );
+  const [rows, cols] = [pooled.shape[1], pooled.shape[2]];
+  const scale = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const inside = (padRows && r === rows - 1 ? 1 : 2) * (padCols && c === cols - 1 ? 1 : 2);
+      scale[r * cols + c] = 4 / inside;
+    }
+  }
+  return pooled.mul(tf.tensor4d(scale, [1, rows, cols, 1]));
 }
