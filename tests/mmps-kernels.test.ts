@@ -83,7 +83,7 @@ test('vector EM-MMPS: fast kernels guide like portable ones, and the choice is t
   assert.ok(gap < 1e-3, `fast and portable samples differ by ${gap} of their scale`);
 });
 
-test('image EM-MMPS: the U-Net E-step on fast kernels (OpenBLAS convolutions, fused GroupNorm) matches portable', async () => {
+test('image EM-MMPS: the U-Net E-step runs on ONNX Runtime, bit-identical whichever tfjs kernels are active', async () => {
   dir = dir || (await mkdtemp(join(tmpdir(), 'diffem-mmps-kernels-')));
   const store = storeFor(dir);
   const configOf = (kernels: Kernels): ImageCampaignConfig =>
@@ -108,10 +108,8 @@ test('image EM-MMPS: the U-Net E-step on fast kernels (OpenBLAS convolutions, fu
     (await mmpsImagePosteriorSample({ store, config: configOf(kernels), weights, y, ops, rng: Rng.derive(7, 'e') }))
       .rows.data;
   const portable = await run('portable');
-  assert.equal(fusedLayersEnabled(), false);
-  const fast = await run('fast');
-  assert.equal(fusedLayersEnabled(), true, 'a fast config runs the E-step on the fast kernels');
-  assert.deepEqual(await run('portable'), portable, 'the portable E-step is bit-identical whatever ran before it');
-  const gap = maxRelativeGap(portable, fast);
-  assert.ok(gap < 1e-3, `fast and portable samples differ by ${gap} of their scale`);
+  assert.ok(portable.every(Number.isFinite));
+  // Its forward passes and VJPs are ONNX graphs (models/guidance/onnx-network.ts): tfjs's kernels play no part.
+  assert.deepEqual(await run('fast'), portable, 'the kernel choice changed the image E-step');
+  assert.deepEqual(await run('portable'), portable, 'a re-run drew different samples');
 });

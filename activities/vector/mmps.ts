@@ -108,6 +108,6 @@ export async function mmpsPosteriorSample(request: MmpsRequest): Promise<MmpsRes
       guidance: { ...settings, ...guided.solveStats() },
     };
   } finally {
-    guided.dispose();
+    await guided.dispose();
   }
 }

@@ -30,5 +30,5 @@ export interface DifferentiableDenoiser {
   readonly dim: number;
   /** Evaluates D at x_t [n, d] with noise level sigma[i] for row i, and keeps the point for VJPs. */
   linearize(xt: Float64Array, sigma: ArrayLike<number>): Promise<Linearization>;
-  dispose?(): void;
+  dispose?(): void | Promise<void>;
 }

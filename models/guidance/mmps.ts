@@ -177,7 +177,7 @@ export class MmpsDenoiser implements Denoiser {
     return ndarray([sigma.length, this.dim], Float32Array.from(estimate.mean));
   }
 
-  dispose(): void {
-    this.prior.dispose?.();
+  async dispose(): Promise<void> {
+    await this.prior.dispose?.();
   }
 }

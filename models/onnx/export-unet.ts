@@ -20,6 +20,7 @@ import type { ParamMap } from '../denoisers/mlp.js';
 import { embeddingFrequencies } from '../embedding.js';
 import { edmCoefficientNodes } from '../precondition.js';
 import { attr, GraphBuilder } from './graph.js';
+import { appendVjp } from './vjp.js';
 import { DENOISER_ONNX_IO } from './export-mlp.js';
 
 /** [kh, kw, in, out] (tfjs) to [out, in, kh, kw] (ONNX). */
@@ -46,6 +47,42 @@ export function samePadding(size: number, kernel: number, stride: number): [numb
 }
 
 export function exportUnetToOnnx(config: UnetConfig, params: ParamMap): Uint8Array {
+  const g = unetGraph(config, params);
+  g.output(DENOISER_ONNX_IO.output, [DENOISER_ONNX_IO.batch, config.height * config.width * config.channels]);
+  return g.toBytes(describeUnet(config));
+}
+
+/** The names of the VJP graph's extra input and its output (`exportUnetVjpToOnnx`). */
+export const VJP_ONNX_IO = { cotangent: 'cotangent', vjp: 'vjp' } as const;
+
+/**
+ * The U-Net's vector-Jacobian product as an ONNX graph, what moment-matching guidance calls
+ * several times per sampler step (`models/onnx/vjp.ts` appends the reverse pass):
+ *
+ *     x_t [N, H W C], sigma [N], (cond), cotangent v [N, H W C]  ->  vjp = J^T v [N, H W C]
+ *
+ * with J = d denoised / d x_t per row, the same denoiser as `exportUnetToOnnx`'s.
+ */
+export function exportUnetVjpToOnnx(config: UnetConfig, params: ParamMap): Uint8Array {
+  const g = unetGraph(config, params);
+  const { xt, output, batch } = DENOISER_ONNX_IO;
+  const dim = config.height * config.width * config.channels;
+  const cotangent = g.input(VJP_ONNX_IO.cotangent, [batch, dim]);
+  g.output(appendVjp(g, { output, wrt: xt, cotangent, name: VJP_ONNX_IO.vjp }), [batch, dim]);
+  return g.toBytes(`vector-Jacobian product of the ${describeUnet(config)}`);
+}
+
+function describeUnet(config: UnetConfig): string {
+  const { height: H, width: W, channels: C, condChannels, levels, blocksPerLevel } = config;
+  return (
+    `diffem U-Net denoiser: ${H}x${W}x${C} condChannels=${condChannels} levels=[${levels.join(',')}] ` +
+    `blocks=${blocksPerLevel} attention=[${config.attentionLevels.join(',')}] embedDim=${config.embedDim} ` +
+    `groups=${config.groups} downsample=${config.downsample ?? 'conv'}`
+  );
+}
+
+/** The denoiser's nodes up to the value `DENOISER_ONNX_IO.output`, declared as no output yet. */
+function unetGraph(config: UnetConfig, params: ParamMap): GraphBuilder {
   checkUnetParams(config, params, 'onnx export');
   const { xt, sigma, cond, output, batch } = DENOISER_ONNX_IO;
   const { height: H, width: W, channels: C, condChannels, levels, blocksPerLevel } = config;
@@ -230,11 +267,5 @@ export function exportUnetToOnnx(config: UnetConfig, params: ParamMap): Uint8Arr
   );
   const skipTerm = g.node('Mul', [xt, cSkip], {}, 'skip');
   g.node('Add', [skipTerm, g.node('Mul', [fRows, cOut], {}, 'scaled_f')], {}, output);
-  g.output(output, [batch, dim]);
-
-  return g.toBytes(
-    `diffem U-Net denoiser: ${H}x${W}x${C} condChannels=${condChannels} levels=[${levels.join(',')}] ` +
-      `blocks=${blocksPerLevel} attention=[${config.attentionLevels.join(',')}] embedDim=${config.embedDim} ` +
-      `groups=${config.groups} downsample=${config.downsample ?? 'conv'}`,
-  );
+  return g;
 }

@@ -42,8 +42,20 @@ export const attr = {
   string: (value: string): AttributeValue => ({ type: 'string', value }),
 };
 
+/** A node as it was built: what `vjp.ts` differentiates. */
+export interface NodeSpec {
+  readonly opType: string;
+  readonly inputs: readonly string[];
+  readonly output: string;
+  readonly attributes: Readonly<Record<string, AttributeValue>>;
+}
+
 export class GraphBuilder {
   private readonly nodes: NodeProtoInit[] = [];
+  private readonly specs: NodeSpec[] = [];
+  /** Constant values by name (float and int64 alike), for rules that read their operands. */
+  private readonly constants = new Map<string, readonly number[]>();
+  private readonly floatConstants = new Map<string, { data: Float32Array; dims: readonly number[] }>();
   private readonly initializers: TensorProtoInit[] = [];
   private readonly inputs: ValueInfoProtoInit[] = [];
   private readonly outputs: ValueInfoProtoInit[] = [];
@@ -76,6 +88,8 @@ export class GraphBuilder {
     const view = new DataView(raw.buffer);
     for (let i = 0; i < data.length; i++) view.setFloat32(i * 4, data[i], true);
     this.initializers.push({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims: [...dims], rawData: raw });
+    if (data.length <= 16) this.constants.set(name, Array.from(data));
+    this.floatConstants.set(name, { data, dims: [...dims] });
     return name;
   }
 
@@ -90,6 +104,7 @@ export class GraphBuilder {
       view.setBigInt64(i * 8, BigInt(v), true);
     });
     this.initializers.push({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [...dims], rawData: raw });
+    if (values.length <= 16) this.constants.set(name, [...values]);
     return name;
   }
 
@@ -119,7 +134,28 @@ export class GraphBuilder {
       output: [out],
       attribute: Object.entries(attributes).map(([key, value]) => attribute(key, value)),
     });
+    this.specs.push({ opType, inputs: [...inputs], output: out, attributes: { ...attributes } });
     return out;
+  }
+
+  /** The nodes so far, in order (a topological order: a node reads only earlier values). */
+  nodeSpecs(): readonly NodeSpec[] {
+    return [...this.specs];
+  }
+
+  /** The values of a small constant (at most 16 values), or undefined for anything else. */
+  constantValues(name: string): readonly number[] | undefined {
+    return this.constants.get(name);
+  }
+
+  /** A float32 initializer's values and dims (not copied: do not modify), or undefined. */
+  floatInitializer(name: string): { data: Float32Array; dims: readonly number[] } | undefined {
+    return this.floatConstants.get(name);
+  }
+
+  /** Whether a value of this name exists (an input, initializer or node output). */
+  has(name: string): boolean {
+    return this.names.has(name);
   }
 
   model(docString = ''): ModelProtoInit {

@@ -31,21 +31,24 @@ import { DENOISER_ONNX_IO } from './export-mlp.js';
 
 export type OnnxDevice = 'auto' | 'cpu' | 'cuda';
 
-export interface OnnxDenoiserOptions {
-  dim: number;
-  condDim: number;
+export interface OnnxSessionOptions {
   /** 'auto' uses CUDA when ORT's CUDA provider loads, else the CPU (default 'cpu'). */
   device?: OnnxDevice;
   /** Intra-op threads of the CPU provider (default: os.availableParallelism()). */
   threads?: number;
-  /** Rows per session run (default 4096). */
-  batchSize?: number;
   /**
    * Let idle intra-op threads busy-wait for the next kernel (default false). Spinning saves a
    * wake-up per parallel section on dedicated cores, but on shared ones it steals the CPU from
    * the threads doing work: measured on 2 shared cores, 2 threads ran ~1.5x faster without it.
    */
   spinning?: boolean;
+}
+
+export interface OnnxDenoiserOptions extends OnnxSessionOptions {
+  dim: number;
+  condDim: number;
+  /** Rows per session run (default 4096). */
+  batchSize?: number;
 }
 
 export const DEFAULT_ONNX_BATCH_SIZE = 4096;
@@ -83,49 +86,14 @@ export class OnnxDenoiser implements Denoiser {
     }
     const batchSize = options.batchSize ?? DEFAULT_ONNX_BATCH_SIZE;
     checkPositiveInt('batchSize', batchSize);
-    const threads = options.threads ?? os.availableParallelism();
-    checkPositiveInt('threads', threads);
-    const device = options.device ?? 'cpu';
-
-    const sessionOptions = (provider: 'cpu' | 'cuda'): InferenceSession.SessionOptions => ({
-      executionProviders: [provider],
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: threads,
-      // The graph is a chain: parallelism lives inside the kernels, not across nodes.
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      extra: { session: { intra_op: { allow_spinning: options.spinning ? '1' : '0' } } },
-    });
-
-    let session: InferenceSession;
-    let chosen: 'cpu' | 'cuda';
-    if (device === 'cpu') {
-      session = await load(modelBytes, sessionOptions('cpu'));
-      chosen = 'cpu';
-    } else if (device === 'cuda') {
-      session = await loadCuda(modelBytes, sessionOptions('cuda'));
-      chosen = 'cuda';
-    } else if (device === 'auto') {
-      try {
-        session = await loadCuda(modelBytes, sessionOptions('cuda'));
-        chosen = 'cuda';
-      } catch (e) {
-        // A malformed model would fail on the CPU just the same: report it instead of retrying.
-        if (e instanceof MalformedModelError) throw e;
-        session = await load(modelBytes, sessionOptions('cpu'));
-        chosen = 'cpu';
-      }
-    } else {
-      throw new RangeError(`OnnxDenoiser: unknown device '${String(device)}'`);
-    }
-
+    const { session, device } = await createOnnxSession(modelBytes, options);
     try {
       checkInterface(session, options);
     } catch (e) {
       await session.release();
       throw e;
     }
-    return new OnnxDenoiser(session, options, batchSize, chosen);
+    return new OnnxDenoiser(session, options, batchSize, device);
   }
 
   async denoise(xt: NDArray, sigma: Float32Array, cond: NDArray | null): Promise<NDArray> {
@@ -175,6 +143,53 @@ export class OnnxDenoiser implements Denoiser {
     this.session = null;
     if (session) await session.release();
   }
+}
+
+/**
+ * An ORT session over model bytes on the requested device, with the settings every diffem graph
+ * runs under (sequential chain, intra-op threads only), and the device it landed on.
+ */
+export async function createOnnxSession(
+  modelBytes: Uint8Array,
+  options: OnnxSessionOptions,
+): Promise<{ session: InferenceSession; device: 'cpu' | 'cuda' }> {
+  const threads = options.threads ?? os.availableParallelism();
+  checkPositiveInt('threads', threads);
+  const device = options.device ?? 'cpu';
+
+  const sessionOptions = (provider: 'cpu' | 'cuda'): InferenceSession.SessionOptions => ({
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads,
+    // The graph is a chain: parallelism lives inside the kernels, not across nodes.
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: options.spinning ? '1' : '0' } } },
+  });
+
+  let session: InferenceSession;
+  let chosen: 'cpu' | 'cuda';
+  if (device === 'cpu') {
+    session = await load(modelBytes, sessionOptions('cpu'));
+    chosen = 'cpu';
+  } else if (device === 'cuda') {
+    session = await loadCuda(modelBytes, sessionOptions('cuda'));
+    chosen = 'cuda';
+  } else if (device === 'auto') {
+    try {
+      session = await loadCuda(modelBytes, sessionOptions('cuda'));
+      chosen = 'cuda';
+    } catch (e) {
+      // A malformed model would fail on the CPU just the same: report it instead of retrying.
+      if (e instanceof MalformedModelError) throw e;
+      session = await load(modelBytes, sessionOptions('cpu'));
+      chosen = 'cpu';
+    }
+  } else {
+    throw new RangeError(`OnnxDenoiser: unknown device '${String(device)}'`);
+  }
+
+  return { session, device: chosen };
 }
 
 /** Model bytes ONNX Runtime cannot parse or accept, as opposed to a provider that cannot start. */
