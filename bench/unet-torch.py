@@ -11,7 +11,10 @@ conv; GroupNorm, SiLU, 3x3 output conv; EDM preconditioning with sigma_data = 1.
 Measures, on the CPU with all cores (torch.set_num_threads):
   train    images/s of Adam steps on the weighted denoising loss (t ~ Beta(3, 3), sigma in
            [1e-3, 1e2]) at the given batch size;
-  forward  images/s of no-grad forward passes at batch 128 (the E-step's work).
+  forward  images/s of no-grad forward passes at batch 128 (the E-step's work);
+  vjp      images/s of vector-Jacobian products J^T v of the UNCONDITIONAL network at batch
+           128 (EM-MMPS's guidance, one forward and one backward pass each, as
+           torch.autograd.grad with grad_outputs computes them).
 
 Prints one JSON object on stdout, which `node dist/bench/unet.js` shows next to its own figures.
 
@@ -201,11 +204,26 @@ def main():
         net(x[:128], sigma, cond[:128])
         net(x[128:], sigma, cond[128:])
         forward = n / (time.perf_counter() - t)
+
+    prior = Unet(1, 0, levels, args.blocks, attention, args.embed, args.groups, 0.0).eval()
+    cotangent = torch.randn(n, 1, 28, 28)
+    nothing = torch.zeros(128, 0, 28, 28)
+
+    def vjp(rows):
+        xt = x[rows].clone().requires_grad_(True)
+        return torch.autograd.grad(prior(xt, sigma, nothing), xt, cotangent[rows])[0]
+
+    vjp(slice(0, 128))
+    t = time.perf_counter()
+    vjp(slice(0, 128))
+    vjp(slice(128, 256))
+    vjp_rate = n / (time.perf_counter() - t)
     print(json.dumps({
         'runtime': f'PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads',
         'parameters': params,
         'train_images_per_s': round(train, 1),
         'forward_images_per_s': round(forward, 1),
+        'vjp_images_per_s': round(vjp_rate, 1),
         'batch': args.batch,
         'blas_gflops_1thread': round(blas, 1),
     }))

@@ -7,10 +7,11 @@
  *     [--dropout 0.1] [--torch true|false]
  *
  * Forward throughput is also measured through the ONNX export on ONNX Runtime (CPU), the
- * runtime the E-step sampler uses. With `--torch true` (the default) the same network runs
+ * runtime the E-step sampler uses, and so are EM-MMPS's guidance VJPs (J^T v of the
+ * unconditional U-Net, its VJP graph on ONNX Runtime). With `--torch true` (the default) the same network runs
  * in PyTorch too (`bench/unet-torch.py` under /usr/bin/python3, same sizes, same batch), and
- * both sets of figures are printed side by side: training images/s and E-step (forward)
- * images/s.
+ * both sets of figures are printed side by side: training images/s, E-step (forward)
+ * images/s and VJP images/s.
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,8 +28,9 @@ import {
 } from '../models/denoisers/unet.js';
 import { ndarray } from '../models/ndarray.js';
 import { Rng } from '../models/rng.js';
-import { exportUnetToOnnx } from '../models/onnx/export-unet.js';
+import { exportUnetToOnnx, exportUnetVjpToOnnx } from '../models/onnx/export-unet.js';
 import { OnnxDenoiser } from '../models/onnx/runtime.js';
+import { OnnxDifferentiableDenoiser } from '../models/guidance/onnx-network.js';
 import { logLinearSchedule } from '../models/schedule.js';
 import { defaultAdam } from '../models/training/adam.js';
 import { trainUnetDenoiser } from '../models/training/image-trainer.js';
@@ -143,6 +145,26 @@ const ourForward = n / seconds;
 console.error(`forward (ONNX Runtime CPU): ${ourForward.toFixed(1)} images/s (batch 128)`);
 await onnx.dispose();
 
+// EM-MMPS's E-step work: J^T v of the UNCONDITIONAL U-Net (one network pass each), through the
+// VJP graph on ONNX Runtime, as `activities/images/mmps.ts` runs it.
+const prior: UnetConfig = { ...config, condChannels: 0, dropout: 0 };
+const priorParams = initUnetParams(prior, rng.fork('prior'));
+const differentiable = await OnnxDifferentiableDenoiser.create(
+  exportUnetToOnnx(prior, priorParams),
+  exportUnetVjpToOnnx(prior, priorParams),
+  { dim: 784, batchSize: 128 },
+);
+const at = await differentiable.linearize(Float64Array.from(x.data), sigma);
+const cotangent = rng.fillNormal(new Float64Array(n * 784));
+await at.vjp(cotangent);
+t = performance.now();
+await at.vjp(cotangent);
+seconds = (performance.now() - t) / 1000;
+const ourVjp = n / seconds;
+console.error(`VJP of the unconditional U-Net (ONNX Runtime CPU): ${ourVjp.toFixed(1)} images/s (batch 128)`);
+at.dispose();
+await differentiable.dispose();
+
 const ourLine = {
   engine: `diffem tfjs-${info.backend} (${kernels} kernels, gemm ${blasGemmInstalled() ? 'openblas' : 'xnnpack'}) + onnxruntime-node (E-step)`,
   workload: 'mnist-unet',
@@ -152,6 +174,8 @@ const ourLine = {
   train_steps_per_s: Number((ourTrain / batch).toFixed(3)),
   // E-step rows/s (images/s) through ONNX Runtime at batch 128.
   denoiser_evals_per_s: Number(ourForward.toFixed(1)),
+  // EM-MMPS guidance: unconditional U-Net VJPs/s (images) through ONNX Runtime at batch 128.
+  vjp_images_per_s: Number(ourVjp.toFixed(1)),
 };
 console.log(JSON.stringify(ourLine));
 
@@ -189,6 +213,7 @@ if (values.torch !== 'false') {
         batch,
         train_steps_per_s: train === undefined ? null : Number(train.toFixed(3)),
         denoiser_evals_per_s: ref.forward_images_per_s,
+        vjp_images_per_s: ref.vjp_images_per_s,
         blas_gflops_1thread: ref.blas_gflops_1thread,
         parameters: ref.parameters,
       }),
@@ -203,6 +228,7 @@ if (values.torch !== 'false') {
         batch,
         train_steps_per_s: ratio(ourLine.train_steps_per_s, train),
         denoiser_evals_per_s: ratio(ourLine.denoiser_evals_per_s, ref.forward_images_per_s),
+        vjp_images_per_s: ratio(ourLine.vjp_images_per_s, ref.vjp_images_per_s),
       }),
     );
   }
