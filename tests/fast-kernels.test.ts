@@ -15,17 +15,7 @@ import { loadOpenBlas } from '../models/kernels/blas.js';
 import { fusedLayersEnabled } from '../models/kernels/layer-norm-silu.js';
 import { Rng } from '../models/rng.js';
 import { Adam, type OptimizerState } from '../models/training/adam.js';
-
-function maxRelativeError(expected: Float32Array, actual: Float32Array): number {
-  assert.equal(actual.length, expected.length);
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < expected.length; i++) {
-    scale = Math.max(scale, Math.abs(expected[i]));
-    diff = Math.max(diff, Math.abs(expected[i] - actual[i]));
-  }
-  return diff / Math.max(scale, 1e-30);
-}
+import { maxRelativeError } from './helpers/relative-error.js';
 
 test('the fused layer gives the composite ops’ output and gradients', async () => {
   const config: MlpConfig = { dim: 5, condDim: 12, hidden: [48, 33], embedDim: 16 };

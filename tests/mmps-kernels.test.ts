@@ -1,9 +1,10 @@
 /**
- * The EM-MMPS E-steps take the campaign's `runtime.kernels`: the guidance VJPs are forward +
- * backward passes, the work the fast kernels speed up in training. The choice must be the
- * config's alone (a portable E-step run after a fast one in the same process gives the same
- * bits as before it), and the fast kernels must guide to the same samples up to float32
- * reordering.
+ * The vector EM-MMPS E-step takes the campaign's `runtime.kernels`: the guidance VJPs are
+ * forward + backward passes of the tfjs MLP, the work the fast kernels speed up in training.
+ * The choice must be the config's alone (a portable E-step run after a fast one in the same
+ * process gives the same bits as before it), and the fast kernels must guide to the same
+ * samples up to float32 reordering. The image E-step runs on ONNX Runtime and must not depend
+ * on the choice at all.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -22,6 +23,7 @@ import { Rng } from '../models/rng.js';
 import { storeFor } from '../store/open.js';
 import { putTensors } from '../store/tensors.js';
 import { parseCampaignConfig, type ImageCampaignConfig, type VectorCampaignConfig } from '../workflows/config.js';
+import { maxRelativeError } from './helpers/relative-error.js';
 
 let dir = '';
 after(async () => {
@@ -29,16 +31,6 @@ after(async () => {
 });
 
 type Kernels = 'portable' | 'fast';
-
-function maxRelativeGap(a: Float32Array, b: Float32Array): number {
-  let gap = 0;
-  let scale = 0;
-  for (let k = 0; k < a.length; k++) {
-    gap = Math.max(gap, Math.abs(a[k] - b[k]));
-    scale = Math.max(scale, Math.abs(a[k]));
-  }
-  return gap / scale;
-}
 
 test('vector EM-MMPS: fast kernels guide like portable ones, and the choice is the config’s alone', async () => {
   dir = dir || (await mkdtemp(join(tmpdir(), 'diffem-mmps-kernels-')));
@@ -79,7 +71,7 @@ test('vector EM-MMPS: fast kernels guide like portable ones, and the choice is t
   assert.equal(fast.fused, true, 'a fast config runs the E-step on the fused layers');
   assert.equal(again.fused, false, 'a portable config after a fast one is portable again');
   assert.deepEqual(again.x, before.x, 'the portable E-step is bit-identical whatever ran before it');
-  const gap = maxRelativeGap(before.x, fast.x);
+  const gap = maxRelativeError(before.x, fast.x);
   assert.ok(gap < 1e-3, `fast and portable samples differ by ${gap} of their scale`);
 });
 
