@@ -5,7 +5,8 @@
  * either method's lead holds. Writes, under --out:
  *   budget-sweep.json  per multiplier and method, the last lap's metrics and the run's cost
  *                      (network passes, activity seconds);
- *   budget-sweep.png   curve distance (mean, median) and consistency against training budget.
+ *   budget-sweep.png   curve distance (mean, median), Sinkhorn divergence and consistency (log
+ *                      axis) against training budget.
  * Every run is a resumable comparison in --store (`budget-x{k}`), so an interrupted sweep
  * picks up where it stopped.
  *
@@ -57,38 +58,48 @@ function scaled(
   } as CampaignConfig;
 }
 
-const PANELS: Array<[string, string]> = [
-  ['curve_distance_mean', 'curve distance (mean)'],
-  ['curve_distance_median', 'curve distance (median)'],
-  ['consistency', 'consistency (1 = exact posterior)'],
+/** Metric, title, and whether its axis is logarithmic (consistency spans 1 to 1e2 and more). */
+const PANELS: Array<[string, string, boolean]> = [
+  ['curve_distance_mean', 'curve distance (mean)', false],
+  ['curve_distance_median', 'curve distance (median)', false],
+  ['sinkhorn', 'Sinkhorn divergence', false],
+  ['consistency', 'consistency (1 = exact posterior)', true],
 ];
 const COLORS: Record<string, string> = { diffem: '#1f77b4', emmps: '#d62728' };
 
-/** Three log-x panels, one line per method. */
+/** One log-x panel per metric, one line per method. */
 function sweepSvg(points: SweepPoint[]): string {
   const w = 360;
   const h = 280;
   const pad = { l: 60, r: 16, t: 34, b: 44 };
   const parts: string[] = [];
-  PANELS.forEach(([key, title], p) => {
+  PANELS.forEach(([key, title, logarithmic], p) => {
     const ox = p * w;
-    const present = points.filter((q) => Number.isFinite(q.metrics[key]));
+    const present = points.filter((q) => Number.isFinite(q.metrics[key]) && (!logarithmic || q.metrics[key] > 0));
     const xs = present.map((q) => Math.log2(q.multiplier));
-    const ys = present.map((q) => q.metrics[key]);
+    const scale = (v: number) => (logarithmic ? Math.log10(v) : v);
+    // The consistency axis always shows 1, the exact posterior's score.
+    const ys = [...present.map((q) => scale(q.metrics[key])), ...(logarithmic ? [0] : [])];
     const [x0, x1] = [Math.min(...xs, 0), Math.max(...xs, 1)];
     let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
     if (!(y1 > y0)) [y0, y1] = [y0 - 1, y1 + 1];
     const X = (v: number) => ox + pad.l + ((v - x0) / (x1 - x0)) * (w - pad.l - pad.r);
-    const Y = (v: number) => pad.t + (1 - (v - y0) / (y1 - y0)) * (h - pad.t - pad.b);
+    /** The height of a point of the (possibly log-) scaled axis, and of a metric value. */
+    const Yscaled = (u: number) => pad.t + (1 - (u - y0) / (y1 - y0)) * (h - pad.t - pad.b);
+    const Y = (v: number) => Yscaled(scale(v));
+    const unscale = (u: number) => (logarithmic ? 10 ** u : u);
     parts.push(`<text x="${ox + w / 2}" y="20" text-anchor="middle" font-size="13">${title}</text>`);
-    parts.push(`<line x1="${X(x0)}" y1="${Y(y0)}" x2="${X(x1)}" y2="${Y(y0)}" stroke="#444"/>`);
-    parts.push(`<line x1="${X(x0)}" y1="${Y(y0)}" x2="${X(x0)}" y2="${Y(y1)}" stroke="#444"/>`);
+    parts.push(`<line x1="${X(x0)}" y1="${Yscaled(y0)}" x2="${X(x1)}" y2="${Yscaled(y0)}" stroke="#444"/>`);
+    parts.push(`<line x1="${X(x0)}" y1="${Yscaled(y0)}" x2="${X(x0)}" y2="${Yscaled(y1)}" stroke="#444"/>`);
+    if (logarithmic) {
+      parts.push(`<line x1="${X(x0)}" y1="${Y(1)}" x2="${X(x1)}" y2="${Y(1)}" stroke="#999" stroke-dasharray="4 3"/>`);
+    }
     for (const m of [...new Set(points.map((q) => q.multiplier))]) {
       parts.push(`<text x="${X(Math.log2(m))}" y="${h - pad.b + 16}" text-anchor="middle" font-size="11">${m}x</text>`);
     }
-    for (const v of [y0, (y0 + y1) / 2, y1]) {
+    for (const u of [y0, (y0 + y1) / 2, y1]) {
       parts.push(
-        `<text x="${ox + pad.l - 6}" y="${Y(v) + 4}" text-anchor="end" font-size="11">${v.toPrecision(3)}</text>`,
+        `<text x="${ox + pad.l - 6}" y="${Yscaled(u) + 4}" text-anchor="end" font-size="11">${unscale(u).toPrecision(3)}</text>`,
       );
     }
     parts.push(
@@ -111,7 +122,7 @@ function sweepSvg(points: SweepPoint[]): string {
         `<rect x="${16 + i * 90}" y="${h + 4}" width="12" height="12" fill="${c}"/><text x="${32 + i * 90}" y="${h + 14}" font-size="12">${m}</text>`,
     )
     .join('');
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${3 * w}" height="${h + 24}" font-family="DejaVu Sans, sans-serif"><rect width="100%" height="100%" fill="white"/>${parts.join('')}${legend}</svg>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${PANELS.length * w}" height="${h + 24}" font-family="DejaVu Sans, sans-serif"><rect width="100%" height="100%" fill="white"/>${parts.join('')}${legend}</svg>`;
 }
 
 async function main(): Promise<void> {
