@@ -53,9 +53,9 @@ export interface NodeSpec {
 export class GraphBuilder {
   private readonly nodes: NodeProtoInit[] = [];
   private readonly specs: NodeSpec[] = [];
-  /** Constant values by name (float and int64 alike), for rules that read their operands. */
-  private readonly constants = new Map<string, readonly number[]>();
-  private readonly floatConstants = new Map<string, { data: Float32Array; dims: readonly number[] }>();
+  /** Initializer values by name, for rules that read their operands (`vjp.ts`). */
+  private readonly floatValues = new Map<string, { data: Float32Array; dims: readonly number[] }>();
+  private readonly intValues = new Map<string, readonly number[]>();
   private readonly initializers: TensorProtoInit[] = [];
   private readonly inputs: ValueInfoProtoInit[] = [];
   private readonly outputs: ValueInfoProtoInit[] = [];
@@ -88,8 +88,7 @@ export class GraphBuilder {
     const view = new DataView(raw.buffer);
     for (let i = 0; i < data.length; i++) view.setFloat32(i * 4, data[i], true);
     this.initializers.push({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims: [...dims], rawData: raw });
-    if (data.length <= 16) this.constants.set(name, Array.from(data));
-    this.floatConstants.set(name, { data, dims: [...dims] });
+    this.floatValues.set(name, { data, dims: [...dims] });
     return name;
   }
 
@@ -104,7 +103,7 @@ export class GraphBuilder {
       view.setBigInt64(i * 8, BigInt(v), true);
     });
     this.initializers.push({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [...dims], rawData: raw });
-    if (values.length <= 16) this.constants.set(name, [...values]);
+    this.intValues.set(name, [...values]);
     return name;
   }
 
@@ -143,14 +142,16 @@ export class GraphBuilder {
     return [...this.specs];
   }
 
-  /** The values of a small constant (at most 16 values), or undefined for anything else. */
+  /** The values of an int64 initializer or of a small float one (at most 16 values: scales, scalars). */
   constantValues(name: string): readonly number[] | undefined {
-    return this.constants.get(name);
+    const floats = this.floatValues.get(name)?.data;
+    if (floats) return floats.length <= 16 ? Array.from(floats) : undefined;
+    return this.intValues.get(name);
   }
 
   /** A float32 initializer's values and dims (not copied: do not modify), or undefined. */
   floatInitializer(name: string): { data: Float32Array; dims: readonly number[] } | undefined {
-    return this.floatConstants.get(name);
+    return this.floatValues.get(name);
   }
 
   /** Whether a value of this name exists (an input, initializer or node output). */

@@ -285,14 +285,14 @@ const RULES: Readonly<Record<string, Rule>> = {
         // space and its in/out channels swapped, padded by k - 1 - pad. ONNX Runtime's Conv is
         // far better tuned than its ConvTranspose, and the kernel is a constant.
         const [kh, kw] = kernel;
-        return g.node(
-          'Conv',
-          [dy, g.initializer(`${weight}.adjoint`, adjointKernel(kernelValues), swapped(kernelValues.dims))],
-          {
-            kernel_shape: attr.ints(kernel),
-            pads: attr.ints([kh - 1 - top, kw - 1 - left, kh - 1 - bottom, kw - 1 - right]),
-          },
-        );
+        // A kernel shared by several convolutions gets one adjoint.
+        const adjoint = g.has(`${weight}.adjoint`)
+          ? `${weight}.adjoint`
+          : g.initializer(`${weight}.adjoint`, adjointKernel(kernelValues), swapped(kernelValues.dims));
+        return g.node('Conv', [dy, adjoint], {
+          kernel_shape: attr.ints(kernel),
+          pads: attr.ints([kh - 1 - top, kw - 1 - left, kh - 1 - bottom, kw - 1 - right]),
+        });
       }
       if (strides.every((s) => s === 1)) {
         // The transposed convolution with the same pads lands exactly on x's grid.
