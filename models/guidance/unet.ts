@@ -1,7 +1,8 @@
 /**
- * The unconditional tfjs U-Net (the prior EM-MMPS guides on images) as a differentiable
- * denoiser (`network.ts`): rows are flat images [n, H*W*C] in NHWC order, reshaped to
- * [n, H, W, C] at the network's boundary.
+ * The unconditional tfjs U-Net as a differentiable denoiser (`network.ts`), by tfjs's autodiff:
+ * rows are flat images [n, H*W*C] in NHWC order, reshaped to [n, H, W, C] at the network's
+ * boundary. The EM-MMPS image E-step runs the ONNX VJP graph instead (`onnx-network.ts`, about
+ * 4x faster); this one is the independent reference that graph is tested against.
  */
 import type * as tf from '../tf.js';
 import type { UnetNetwork } from '../denoisers/unet.js';
