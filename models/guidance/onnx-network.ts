@@ -1,5 +1,6 @@
 /**
- * A `DifferentiableDenoiser` on ONNX Runtime: D(x_t) from the exported denoiser graph, and
+ * A `DifferentiableDenoiser` on ONNX Runtime: D(x_t) from the exported denoiser graph (the
+ * sampler's `OnnxDenoiser`), and
  * J^T v from its vector-Jacobian-product graph (the same network with its reverse pass appended,
  * `models/onnx/vjp.ts`). ORT runs no tape: each VJP re-runs the forward pass inside the VJP
  * graph, so a VJP costs about a forward and a backward pass in time, and counts as one network
@@ -13,7 +14,8 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
 import { DENOISER_ONNX_IO } from '../onnx/export-mlp.js';
 import { VJP_ONNX_IO } from '../onnx/export-unet.js';
-import { createOnnxSession, type OnnxSessionOptions } from '../onnx/runtime.js';
+import { ndarray } from '../ndarray.js';
+import { createOnnxSession, OnnxDenoiser, type OnnxSessionOptions } from '../onnx/runtime.js';
 import type { DifferentiableDenoiser, Linearization } from './differentiable.js';
 
 export interface OnnxDifferentiableOptions extends OnnxSessionOptions {
@@ -30,9 +32,9 @@ export class OnnxDifferentiableDenoiser implements DifferentiableDenoiser {
   /** Network passes so far: forward passes plus VJPs. */
   passes = 0;
   private readonly batchSize: number;
-  private sessions: { forward: InferenceSession; vjp: InferenceSession } | null;
+  private sessions: { forward: OnnxDenoiser; vjp: InferenceSession } | null;
 
-  private constructor(forward: InferenceSession, vjp: InferenceSession, dim: number, batchSize: number) {
+  private constructor(forward: OnnxDenoiser, vjp: InferenceSession, dim: number, batchSize: number) {
     this.sessions = { forward, vjp };
     this.dim = dim;
     this.batchSize = batchSize;
@@ -51,29 +53,21 @@ export class OnnxDifferentiableDenoiser implements DifferentiableDenoiser {
     if (!Number.isInteger(batchSize) || batchSize < 1) {
       throw new RangeError(`OnnxDifferentiableDenoiser: batchSize must be an integer >= 1, got ${batchSize}`);
     }
-    const forward = (await createOnnxSession(denoiserBytes, options)).session;
+    const forward = await OnnxDenoiser.create(denoiserBytes, { ...options, condDim: 0, batchSize });
     let vjp: InferenceSession;
     try {
       vjp = (await createOnnxSession(vjpBytes, options)).session;
     } catch (error) {
-      await forward.release();
+      await forward.dispose();
       throw error;
     }
-    for (const [session, inputs, output] of [
-      [forward, [DENOISER_ONNX_IO.xt, DENOISER_ONNX_IO.sigma], DENOISER_ONNX_IO.output],
-      [vjp, [DENOISER_ONNX_IO.xt, DENOISER_ONNX_IO.sigma, VJP_ONNX_IO.cotangent], VJP_ONNX_IO.vjp],
-    ] as const) {
-      if (
-        [...inputs].sort().join() !== [...session.inputNames].sort().join() ||
-        !session.outputNames.includes(output)
-      ) {
-        await Promise.all([forward.release(), vjp.release()]);
-        throw new RangeError(
-          `OnnxDifferentiableDenoiser: a graph has inputs [${session.inputNames.join(', ')}] and outputs ` +
-            `[${session.outputNames.join(', ')}], expected inputs [${inputs.join(', ')}] and output '${output}' ` +
-            '(an unconditional denoiser and its VJP graph)',
-        );
-      }
+    const inputs = [DENOISER_ONNX_IO.xt, DENOISER_ONNX_IO.sigma, VJP_ONNX_IO.cotangent];
+    if (inputs.sort().join() !== [...vjp.inputNames].sort().join() || !vjp.outputNames.includes(VJP_ONNX_IO.vjp)) {
+      await Promise.all([forward.dispose(), vjp.release()]);
+      throw new RangeError(
+        `OnnxDifferentiableDenoiser: the VJP graph has inputs [${vjp.inputNames.join(', ')}] and outputs ` +
+          `[${vjp.outputNames.join(', ')}], expected inputs [${inputs.join(', ')}] and output '${VJP_ONNX_IO.vjp}'`,
+      );
     }
     return new OnnxDifferentiableDenoiser(forward, vjp, options.dim, batchSize);
   }
@@ -84,9 +78,10 @@ export class OnnxDifferentiableDenoiser implements DifferentiableDenoiser {
     if (xt.length !== n * d) {
       throw new RangeError(`OnnxDifferentiableDenoiser: x_t has ${xt.length} values, expected ${n}x${d}`);
     }
+    if (!this.sessions) throw new Error('OnnxDifferentiableDenoiser: used after dispose');
     const x = Float32Array.from(xt);
     const s = Float32Array.from(sigma);
-    const value = await this.run('forward', x, s, null);
+    const value = Float64Array.from((await this.sessions.forward.denoise(ndarray([n, d], x), s, null)).data);
     this.passes++;
     let disposed = false;
     return {
@@ -98,7 +93,7 @@ export class OnnxDifferentiableDenoiser implements DifferentiableDenoiser {
             `OnnxDifferentiableDenoiser: cotangent has ${cotangent.length} values, expected ${n}x${d}`,
           );
         }
-        const result = await this.run('vjp', x, s, Float32Array.from(cotangent));
+        const result = await this.vjp(x, s, Float32Array.from(cotangent));
         this.passes++;
         return result;
       },
@@ -108,33 +103,26 @@ export class OnnxDifferentiableDenoiser implements DifferentiableDenoiser {
     };
   }
 
-  /** One graph over all rows, chunk by chunk: D(x_t), or J^T v when a cotangent is given. */
-  private async run(
-    graph: 'forward' | 'vjp',
-    x: Float32Array,
-    sigma: Float32Array,
-    cotangent: Float32Array | null,
-  ): Promise<Float64Array> {
+  /** J^T v over all rows, chunk by chunk. */
+  private async vjp(x: Float32Array, sigma: Float32Array, cotangent: Float32Array): Promise<Float64Array> {
     if (!this.sessions) throw new Error('OnnxDifferentiableDenoiser: used after dispose');
-    const session = this.sessions[graph];
-    const outputName = graph === 'forward' ? DENOISER_ONNX_IO.output : VJP_ONNX_IO.vjp;
+    const session = this.sessions.vjp;
     const d = this.dim;
     const n = sigma.length;
     const out = new Float64Array(n * d);
     for (let start = 0; start < n; start += this.batchSize) {
       const end = Math.min(n, start + this.batchSize);
       const rows = end - start;
-      const feeds: Record<string, Tensor> = {
+      const result = await session.run({
         [DENOISER_ONNX_IO.xt]: new Tensor('float32', x.subarray(start * d, end * d), [rows, d]),
         [DENOISER_ONNX_IO.sigma]: new Tensor('float32', sigma.subarray(start, end), [rows]),
-      };
-      if (cotangent) {
-        feeds[VJP_ONNX_IO.cotangent] = new Tensor('float32', cotangent.subarray(start * d, end * d), [rows, d]);
-      }
-      const result = await session.run(feeds);
-      const values = result[outputName];
+        [VJP_ONNX_IO.cotangent]: new Tensor('float32', cotangent.subarray(start * d, end * d), [rows, d]),
+      });
+      const values = result[VJP_ONNX_IO.vjp];
       if (!(values.data instanceof Float32Array) || values.data.length !== rows * d) {
-        throw new Error(`OnnxDifferentiableDenoiser: output '${outputName}' is not a float32 [${rows}, ${d}] tensor`);
+        throw new Error(
+          `OnnxDifferentiableDenoiser: output '${VJP_ONNX_IO.vjp}' is not a float32 [${rows}, ${d}] tensor`,
+        );
       }
       out.set(values.data, start * d);
       for (const value of Object.values(result)) value.dispose();
@@ -145,6 +133,6 @@ export class OnnxDifferentiableDenoiser implements DifferentiableDenoiser {
   async dispose(): Promise<void> {
     const sessions = this.sessions;
     this.sessions = null;
-    if (sessions) await Promise.all([sessions.forward.release(), sessions.vjp.release()]);
+    if (sessions) await Promise.all([sessions.forward.dispose(), sessions.vjp.release()]);
   }
 }
