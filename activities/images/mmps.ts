@@ -57,15 +57,16 @@ export async function mmpsImagePosteriorSample(request: ImageMmpsRequest): Promi
   } catch (error) {
     throw new BadInputError('ShapeMismatch', error instanceof Error ? error.message : String(error));
   }
+  const channel = imageChannelOf(config);
+  const n = y.shape[0];
+  const operator = imageOperator(channel, ops, n);
+  const settings = guidanceSettings(config.estep, operator.outDim);
+  // Opened last, so that nothing between here and the try below can leave its sessions open.
   const prior = await OnnxDifferentiableDenoiser.create(graphs.denoiser, graphs.vjp, {
     dim: network.height * network.width * network.channels,
     device: config.runtime.device,
     threads: onnxThreads(config),
   });
-  const channel = imageChannelOf(config);
-  const n = y.shape[0];
-  const operator = imageOperator(channel, ops, n);
-  const settings = guidanceSettings(config.estep, operator.outDim);
   const guided = new MmpsDenoiser(
     prior,
     { y: Float64Array.from(y.data), operator, noiseStd: channel.noiseStd },
