@@ -115,15 +115,27 @@ function finalTable(data: ReportData): string {
   return `<h3>After the last lap</h3><table class="summary"><thead><tr><th>method</th><th>samples</th>${keys.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+/**
+ * The runs' figures, one row per figure name and one column per run, so that a comparison
+ * sets each method's grid of the same lap beside the other's.
+ */
 function figuresSection(data: ReportData): string {
-  const figures = data.runs.flatMap((run) =>
-    run.figures.map(
-      (f) =>
-        `<figure class="image"><img alt="${escapeHtml(`${run.campaignId} ${f.name}`)}" src="${f.dataUri}"><figcaption>${escapeHtml(run.method)}: <code>${escapeHtml(f.name)}</code> (${f.bytes.toLocaleString('en-US')} bytes, sha256 <code title="${f.sha256}">${short(f.sha256)}</code>)</figcaption></figure>`,
-    ),
+  const runs = data.runs.filter((run) => run.figures.length);
+  if (!runs.length) return '';
+  const names = [...new Set(runs.flatMap((run) => run.figures.map((f) => f.name)))].sort();
+  const cell = (run: ReportRun, name: string): string => {
+    const f = run.figures.find((g) => g.name === name);
+    if (!f) return '<td>-</td>';
+    return `<td><figure class="image"><img alt="${escapeHtml(`${run.campaignId} ${f.name}`)}" src="${f.dataUri}"><figcaption>${f.bytes.toLocaleString('en-US')} bytes, sha256 <code title="${f.sha256}">${short(f.sha256)}</code></figcaption></figure></td>`;
+  };
+  const rows = names.map(
+    (name) =>
+      `<tr data-figure="${escapeHtml(name)}"><th><code>${escapeHtml(name)}</code></th>${runs.map((run) => cell(run, name)).join('')}</tr>`,
   );
-  if (!figures.length) return '';
-  return `<section id="figures"><h2>Figures</h2><div class="images">${figures.join('')}</div></section>`;
+  const head = runs
+    .map((run) => `<th>${escapeHtml(run.method)}: <code>${escapeHtml(run.campaignId)}</code></th>`)
+    .join('');
+  return `<section id="figures"><h2>Figures</h2><table class="images"><thead><tr><th>figure</th>${head}</tr></thead><tbody>${rows.join('')}</tbody></table></section>`;
 }
 
 function lineageSection(data: ReportData): string {
@@ -240,7 +252,8 @@ table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: top; }
 td.num { text-align: right; } code { font-size: 11px; } code.sha { word-break: break-all; }
 table.artifacts td { border: none; border-bottom: 1px solid #eee; }
-.images img { max-width: 100%; border: 1px solid #ddd; }
+table.images { width: 100%; table-layout: fixed; } table.images thead th:first-child { width: 140px; }
+.images img { max-width: 100%; border: 1px solid #ddd; } figure.image { margin: 0; }
 pre { font-size: 12px; background: #f7f7f7; padding: 8px; }
 p.verdict { font-size: 14px; }
 `;

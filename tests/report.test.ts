@@ -209,6 +209,14 @@ test(
         `Array.from(document.querySelectorAll('#figures img'), (img) => img.naturalWidth)`,
       )) as number[];
       assert.ok(images.length >= 2 && images.every((w) => w > 0), `figures decoded: ${images}`);
+      // The same figure of both runs in one row, in the runs' order, so the grids sit side by side.
+      const reconstructions = await page.evaluate(
+        `Array.from(document.querySelectorAll('#figures tr[data-figure="reconstructions.png"] img'), (img) => img.alt)`,
+      );
+      assert.deepEqual(
+        reconstructions,
+        data.runs.map((run) => `${run.campaignId} reconstructions.png`),
+      );
     } finally {
       await context.close();
       await rm(profile, { recursive: true, force: true });
