@@ -2,6 +2,10 @@
  * Progress for people: one line per finished step and per lap (with the campaign's ETA from
  * the laps so far), and a live bar for long steps, driven by the activities' heartbeats. On
  * a terminal the bar redraws in place; elsewhere (CI, logs) it prints every 10 %.
+ *
+ * The ETA averages the laps this process worked on. A resumed campaign replays its finished
+ * laps from the store in well under a second each, and counting them would promise minutes
+ * for laps that take hours; until a lap runs here the ETA is '?'.
  */
 import type { CampaignProgress } from '../../workflows/campaign.js';
 import type { Metrics } from '../../workflows/types.js';
@@ -42,18 +46,36 @@ interface Bar {
   extra: string;
 }
 
+/** Where the progress lines go: a terminal or log stream, or anything with `write`. */
+export type ProgressOutput = Pick<NodeJS.WritableStream, 'write'>;
+
 export class ConsoleProgress implements ProgressSink {
-  private readonly started = Date.now();
-  private lapStartedAt = Date.now();
-  private readonly lapSeconds: number[] = [];
+  private readonly started: number;
+  private lapStartedAt: number;
+  /** Seconds of the laps whose steps all ran in this process. */
+  private readonly fullLapSeconds: number[] = [];
+  /** Seconds of the laps that ran some steps here and reused others (a resumed lap). */
+  private readonly partLapSeconds: number[] = [];
+  private lapStepsRun = 0;
+  private lapStepsReused = 0;
   private bar: Bar | null = null;
   private laps = 0;
   private lap = 0;
 
   constructor(
-    private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly out: ProgressOutput = process.stderr,
     private readonly interactive = Boolean(process.stderr.isTTY),
-  ) {}
+    private readonly now: () => number = Date.now,
+  ) {
+    this.started = now();
+    this.lapStartedAt = now();
+  }
+
+  /** Mean seconds of a lap run here: full laps when there are any, else resumed ones. */
+  private meanLapSeconds(): number {
+    const laps = this.fullLapSeconds.length ? this.fullLapSeconds : this.partLapSeconds;
+    return laps.length ? laps.reduce((a, b) => a + b, 0) / laps.length : Number.NaN;
+  }
 
   private line(text: string): void {
     if (this.interactive && this.bar) this.out.write('\r\x1b[2K');
@@ -68,16 +90,17 @@ export class ConsoleProgress implements ProgressSink {
     this.laps = event.laps;
     this.lap = event.lap;
     if (event.step === 'recorded') {
-      const seconds = (Date.now() - this.lapStartedAt) / 1000;
-      this.lapSeconds.push(seconds);
-      this.lapStartedAt = Date.now();
-      const mean = this.lapSeconds.reduce((a, b) => a + b, 0) / this.lapSeconds.length;
+      const seconds = (this.now() - this.lapStartedAt) / 1000;
+      if (this.lapStepsRun > 0) (this.lapStepsReused > 0 ? this.partLapSeconds : this.fullLapSeconds).push(seconds);
+      this.lapStartedAt = this.now();
+      [this.lapStepsRun, this.lapStepsReused] = [0, 0];
+      const mean = this.meanLapSeconds();
       const remaining = Math.max(0, event.laps - event.lap);
       this.line(
         `${this.prefix()} finished in ${formatDuration(seconds)}: ${formatMetrics(event.metrics)} | ETA ${formatDuration(mean * (remaining + 1))} for ${remaining} laps + final`,
       );
     } else if (event.phase === 'done') {
-      this.line(`[done] ${formatDuration((Date.now() - this.started) / 1000)} in all: ${formatMetrics(event.metrics)}`);
+      this.line(`[done] ${formatDuration((this.now() - this.started) / 1000)} in all: ${formatMetrics(event.metrics)}`);
     } else {
       this.line(`${event.phase === 'final' ? '[final]' : this.prefix()} ${event.step}`);
     }
@@ -89,6 +112,8 @@ export class ConsoleProgress implements ProgressSink {
 
   stepFinished(step: string, seconds: number, reused: boolean): void {
     this.bar = null;
+    if (reused) this.lapStepsReused++;
+    else this.lapStepsRun++;
     this.line(`  ${step} ${reused ? 'already done (reused)' : `done in ${formatDuration(seconds)}`}`);
   }
 
@@ -112,7 +137,7 @@ export class ConsoleProgress implements ProgressSink {
         step,
         done,
         total,
-        startedAt: Date.now(),
+        startedAt: this.now(),
         startDone: done,
         lastPrintedDecile: Math.floor((10 * done) / total),
         extra: '',
@@ -122,7 +147,7 @@ export class ConsoleProgress implements ProgressSink {
     bar.done = done;
     bar.total = total;
     bar.extra = typeof d?.loss === 'number' ? ` loss ${d.loss.toFixed(4)}` : '';
-    const elapsed = (Date.now() - bar.startedAt) / 1000;
+    const elapsed = (this.now() - bar.startedAt) / 1000;
     const rate = elapsed > 0 ? (done - bar.startDone) / elapsed : 0;
     const eta = rate > 0 ? (total - done) / rate : Number.NaN;
     const width = 24;
